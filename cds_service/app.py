@@ -1,0 +1,69 @@
+"""The application factory: ``create_app(config)``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from . import logs
+from .config import Settings
+from .cors import init_cors
+from .errors import Issue, ServiceError, operation_outcome
+from .routes import bp, json_response
+from .runtime import EXTENSION, Runtime
+
+# FHIR issue-type codes for the HTTP errors Werkzeug raises itself.
+HTTP_ISSUE_CODES = {400: "invalid", 404: "not-found", 405: "not-supported", 413: "too-long"}
+
+
+def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
+    """A configured app. ``config``: Settings, a mapping of settings, or None (environment)."""
+    if isinstance(config, Settings):
+        settings = config
+    elif config is None:
+        settings = Settings.load()
+    else:
+        settings = Settings().with_values(config)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.extensions[EXTENSION] = Runtime(
+        settings=settings,
+        executor=ThreadPoolExecutor(settings.fhir_parallel, thread_name_prefix="fhir"),
+    )
+    logs.LOGGER.setLevel(settings.log_level.upper())
+    init_cors(app, settings)
+    app.register_blueprint(bp)
+    _register_errors(app)
+    return app
+
+
+def _register_errors(app: Flask) -> None:
+    @app.errorhandler(ServiceError)
+    def service_error(error: ServiceError) -> Response:
+        _log_error(error.status, [issue.expression or issue.code for issue in error.issues])
+        return json_response(operation_outcome(error.issues), error.status, error.headers)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        code = HTTP_ISSUE_CODES.get(status, "processing")
+        issue = Issue(code, error.description or error.name)
+        _log_error(status, [code])
+        headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+        return json_response(operation_outcome([issue]), status, headers)
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        logs.LOGGER.error("unhandled", exc_info=error, extra={"fields": {"path": request.path}})
+        issue = Issue("exception", "Internal error; the service log has the details")
+        return json_response(operation_outcome([issue]), 500)
+
+
+def _log_error(status: int, where: list[str]) -> None:
+    level = logging.WARNING if status < 500 else logging.ERROR
+    logs.event("error", level, status=status, path=request.path, where=where)

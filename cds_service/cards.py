@@ -1,0 +1,87 @@
+"""Recommendations -> CDS Hooks cards a clinician can trust at a glance.
+
+A card says what to do (summary), why (the facts used, with values, dates and resources),
+what the guideline says and who says it (source with url and topic), what is missing, and
+offers one-click suggestions. Optional members are left out rather than sent empty.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from hooks import Recommendation
+from hooks.knowledge import (
+    OVERRIDE_REASON_SYSTEM,
+    TOPIC_SYSTEM,
+    guidelines,
+    override_reasons,
+    topics,
+)
+
+from .suggestions import suggestion
+
+SUMMARY_LIMIT = 139  # CDS Hooks: "<140-character summary"
+
+
+def render_response(recommendations: Iterable[Recommendation], patient_id: str) -> dict[str, Any]:
+    return {"cards": [render_card(rec, patient_id) for rec in recommendations]}
+
+
+def render_card(rec: Recommendation, patient_id: str) -> dict[str, Any]:
+    primary = guidelines()[rec.evidence[0].guideline]
+    card: dict[str, Any] = {
+        "uuid": str(uuid.uuid4()),
+        "summary": _summary(rec.summary),
+        "indicator": rec.indicator,
+        "detail": detail(rec),
+        "source": {
+            "label": primary.label,
+            "url": primary.url,
+            "topic": {
+                "system": TOPIC_SYSTEM,
+                "code": rec.topic,
+                "display": topics()[rec.topic].display,
+            },
+        },
+        "overrideReasons": [
+            {"system": OVERRIDE_REASON_SYSTEM, "code": code, "display": display}
+            for code, display in override_reasons().items()
+        ],
+        "links": _links(rec),
+    }
+    if rec.actions:
+        card["suggestions"] = [suggestion(a, patient_id, rec.summary) for a in rec.actions]
+        card["selectionBehavior"] = "any"
+    return card
+
+
+def detail(rec: Recommendation) -> str:
+    """Markdown: Why, What the guideline says, What is missing."""
+    parts = ["**Why**", *(f"- {_reason(r)}" for r in rec.reasons)]
+    parts += ["", "**What the guideline says**", rec.advice, ""]
+    for evidence in rec.evidence:
+        label = guidelines()[evidence.guideline].label
+        parts.append(f"- *{label}* ({evidence.strength}): {evidence.statement}")
+    if rec.missing:
+        parts += ["", "**What is missing**", *(f"- {item}" for item in rec.missing)]
+    return "\n".join(parts)
+
+
+def _reason(reason: Any) -> str:
+    return f"{reason.text} ({reason.source.cite()})" if reason.source else reason.text
+
+
+def _summary(text: str) -> str:
+    return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1].rstrip() + "…"
+
+
+def _links(rec: Recommendation) -> list[dict[str, str]]:
+    seen: dict[str, dict[str, str]] = {}
+    for evidence in rec.evidence:
+        guideline = guidelines()[evidence.guideline]
+        seen.setdefault(
+            guideline.url, {"label": guideline.label, "url": guideline.url, "type": "absolute"}
+        )
+    return list(seen.values())

@@ -1,0 +1,128 @@
+"""``alpha1-cds``: serve the service, or evaluate a patient Bundle offline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from fhir_mappings.fhirjson import bundle_resources
+
+from . import logs
+from .config import ConfigError, Settings
+from .pipeline import evaluate
+from .services import SERVICES
+
+HOOKS = sorted({service.hook for service in SERVICES.values()})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="alpha1-cds", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the CDS service (gunicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=_default_workers())
+    serve.add_argument("--threads", type=int, default=4, help="threads per worker")
+    serve.add_argument("--config", help="TOML settings file (default: $ALPHA1_CDS_CONFIG)")
+
+    run = commands.add_parser("evaluate", help="print the cards for a FHIR Bundle, offline")
+    run.add_argument("bundle", type=Path, help="a FHIR Bundle holding the Patient and its data")
+    run.add_argument("--hook", choices=HOOKS, default="patient-view")
+    run.add_argument("--json", action="store_true", help="print the raw CDS Hooks response")
+    run.add_argument("--date", type=date.fromisoformat, help="evaluate as of this date")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        return _evaluate(args)
+    except (ConfigError, UsageError) as error:
+        print(f"alpha1-cds: {error}", file=sys.stderr)
+        return 2
+
+
+class UsageError(Exception):
+    """Input the command cannot work with; printed without a traceback."""
+
+
+def _default_workers() -> int:
+    return max(2, os.cpu_count() or 1)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    from .app import create_app
+
+    settings = Settings.load(path=args.config)
+    logs.configure(settings.log_level)
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{args.host}:{args.port}")
+            self.cfg.set("workers", args.workers)
+            self.cfg.set("threads", args.threads)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("timeout", 30)
+            self.cfg.set("graceful_timeout", 10)
+            self.cfg.set("accesslog", None)  # request lines would carry patient-bearing URLs
+
+        def load(self) -> Any:
+            logs.configure(settings.log_level)
+            return create_app(settings)
+
+    Server().run()
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    resources = _read_bundle(args.bundle)
+    patients = [r for r in resources if r.get("resourceType") == "Patient"]
+    if len(patients) != 1 or not isinstance(patients[0].get("id"), str):
+        raise UsageError(f"{args.bundle} must hold exactly one Patient with an id")
+    result = evaluate(args.hook, resources, patients[0]["id"], as_of=args.date)
+    if args.json:
+        print(json.dumps(result.response, indent=2, ensure_ascii=False))
+    else:
+        print(format_cards(result.response["cards"]))
+    return 0
+
+
+def _read_bundle(path: Path) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror}") from None
+    except ValueError as error:
+        raise UsageError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
+        raise UsageError(f"{path} is not a FHIR Bundle")
+    return list(bundle_resources(data))
+
+
+def format_cards(cards: list[dict[str, Any]]) -> str:
+    """Cards as a clinician would skim them in a terminal."""
+    if not cards:
+        return "No cards: nothing to advise for this patient."
+    blocks = []
+    for card in cards:
+        lines = [
+            f"[{card['indicator'].upper()}] {card['summary']}",
+            f"  topic: {card['source']['topic']['code']}   source: {card['source']['label']}",
+            "",
+            *(f"  {line}" if line else "" for line in card.get("detail", "").splitlines()),
+        ]
+        for suggestion in card.get("suggestions", []):
+            lines.append(f"  -> suggestion: {suggestion['label']}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

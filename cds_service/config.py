@@ -1,0 +1,111 @@
+"""Settings: embedded defaults, then an optional TOML file, then environment variables.
+
+Every setting is documented in the README with its default. Environment variables are the
+upper-cased field names prefixed with ``ALPHA1_CDS_`` (``ALPHA1_CDS_FHIR_TIMEOUT=1.5``);
+the TOML file, named by ``ALPHA1_CDS_CONFIG``, uses the field names as keys.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "ALPHA1_CDS_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # Public URL of the service as EHRs reach it (behind a proxy); None: taken from each request.
+    public_base_url: str | None = None
+    # Browser origins allowed by CORS; "*" allows any origin (then never with credentials).
+    cors_origins: tuple[str, ...] = ("https://sandbox.cds-hooks.org",)
+    cors_allow_credentials: bool = False
+    # Seconds one FHIR call may take, and all data gathering of one hook call together.
+    fhir_timeout: float = 2.0
+    fhir_deadline: float = 4.0
+    # Bundle pages followed per prefetch key before the rest is reported as not read.
+    fhir_max_pages: int = 10
+    # FHIR calls made at the same time for one hook call.
+    fhir_parallel: int = 8
+    # Largest request body accepted, in bytes.
+    max_body_bytes: int = 5 * 1024 * 1024
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        for name in ("fhir_timeout", "fhir_deadline"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        for name in ("fhir_max_pages", "fhir_parallel", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if "*" in self.cors_origins and self.cors_allow_credentials:
+            raise ConfigError("cors_origins '*' cannot be combined with cors_allow_credentials")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        if self.public_base_url is not None and not self.public_base_url.startswith(
+            ("https://", "http://")
+        ):
+            raise ConfigError("public_base_url must be an absolute http(s) URL")
+
+    @classmethod
+    def load(
+        cls, environ: Mapping[str, str] | None = None, path: str | Path | None = None
+    ) -> Settings:
+        """Defaults, overlaid by the TOML file, overlaid by the environment."""
+        environ = os.environ if environ is None else environ
+        path = path or environ.get(f"{ENV_PREFIX}CONFIG")
+        values: dict[str, Any] = {}
+        if path:
+            with open(path, "rb") as handle:
+                values.update(tomllib.load(handle))
+        for field in fields(cls):
+            raw = environ.get(ENV_PREFIX + field.name.upper())
+            if raw is not None:
+                values[field.name] = raw
+        return cls().with_values(values)
+
+    def with_values(self, values: Mapping[str, Any]) -> Settings:
+        """A copy with some settings changed; strings are parsed to each field's type."""
+        known = {field.name: field for field in fields(self)}
+        unknown = set(values) - set(known)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        parsed = {name: _parse(name, value, getattr(self, name)) for name, value in values.items()}
+        return replace(self, **parsed)
+
+
+def _parse(name: str, value: Any, default: Any) -> Any:
+    """Coerce a TOML or environment value to the type of the setting's default."""
+    try:
+        if isinstance(default, bool):
+            return _parse_bool(value)
+        if isinstance(default, tuple):
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(item.strip() for item in items if str(item).strip())
+        if isinstance(default, int | float):
+            return type(default)(value)
+        if value in ("", None):
+            return None
+        return str(value)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{name}: cannot read {value!r} ({error})") from None
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")

@@ -1,0 +1,51 @@
+"""Structured (JSON-lines) logging that carries no secrets and no patient data.
+
+Only what an operator needs travels: service, hookInstance, status, timings, topic codes,
+counts. Callers pass those as keyword fields; nothing from a request body is ever logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+LOGGER = logging.getLogger("alpha1_cds")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
+            "level": record.levelname,
+            "event": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info and record.exc_info[0] is not None:
+            # The exception type and where it happened; its message may quote input data.
+            entry["error"] = record.exc_info[0].__name__
+            entry["where"] = _where(record.exc_info[2])
+        return json.dumps(entry, default=str)
+
+
+def _where(tb: Any) -> str:
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "?"
+    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+
+
+def configure(level: str) -> None:
+    """JSON lines on stderr for our logger; called by the CLI and WSGI entry points."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    LOGGER.handlers[:] = [handler]
+    LOGGER.setLevel(level.upper())
+    LOGGER.propagate = False
+
+
+def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
+    LOGGER.log(level, name, extra={"fields": fields})

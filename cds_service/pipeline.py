@@ -1,0 +1,49 @@
+"""Resources -> facts -> recommendations -> response: the one path every caller shares.
+
+The HTTP route and ``alpha1-cds evaluate`` both come through here, so the offline tool
+shows exactly what an EHR would get.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import hooks
+from fhir_mappings import map_patient
+
+from .cards import render_response
+
+
+@dataclass(slots=True)
+class Evaluation:
+    response: dict[str, Any]
+    topics: list[str]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def evaluate(
+    hook: str,
+    resources: Iterable[dict[str, Any]],
+    patient_id: str,
+    as_of: date | None = None,
+    incomplete: Iterable[str] = (),
+) -> Evaluation:
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    facts = map_patient(resources, as_of or date.today(), incomplete)
+    timings["map"] = _lap(started)
+    started = time.perf_counter()
+    recommendations = hooks.evaluate(hook, facts)
+    timings["rules"] = _lap(started)
+    started = time.perf_counter()
+    response = render_response(recommendations, patient_id)
+    timings["render"] = _lap(started)
+    return Evaluation(response, [r.topic for r in recommendations], timings)
+
+
+def _lap(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

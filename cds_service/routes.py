@@ -1,0 +1,116 @@
+"""HTTP endpoints: discovery, service invocation, health."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+from . import logs
+from .errors import Issue, ServiceError
+from .pipeline import evaluate
+from .prefetch import Gathered, gather
+from .runtime import runtime
+from .services import SERVICES, Service
+from .validation import check
+
+bp = Blueprint("cds", __name__)
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    return Response(text, status=status, headers=headers, mimetype="application/json")
+
+
+@bp.get("/cds-services")
+def discovery() -> Response:
+    return json_response({"services": [service.discovery() for service in SERVICES.values()]})
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return json_response({"status": "ok"})
+
+
+@bp.post("/cds-services/<service_id>")
+def invoke(service_id: str) -> Response:
+    started = time.perf_counter()
+    service = SERVICES.get(service_id)
+    if service is None:
+        raise ServiceError.single(404, "not-found", f"No CDS service '{service_id}'")
+    body = read_json()
+    validate_request(body, service)
+    gathered = gather(body, service.queries, runtime().settings, runtime().executor)
+    gather_ms = round((time.perf_counter() - started) * 1000, 3)
+    patient_id = body["context"]["patientId"]
+    check_patient(gathered, patient_id)
+    result = evaluate(service.hook, gathered.resources, patient_id, incomplete=gathered.incomplete)
+    timings = {"gather": gather_ms, **result.timings}
+    logs.event(
+        "hook",
+        service=service.id,
+        hookInstance=body["hookInstance"],
+        status=200,
+        topics=result.topics,
+        fetched=gathered.fetched,
+        resources=len(gathered.resources),
+        ms=round((time.perf_counter() - started) * 1000, 3),
+        timings=timings,
+    )
+    server_timing = ", ".join(f"{name};dur={ms}" for name, ms in timings.items())
+    return json_response(result.response, headers={"Server-Timing": server_timing})
+
+
+def read_json() -> Any:
+    """The request body as JSON: 415 for another media type, 413 past the size limit."""
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise ServiceError.single(415, "not-supported", "Content-Type must be application/json")
+    data = request.get_data(cache=False)
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ServiceError.single(400, "structure", "The JSON body is nested too deeply") from None
+    except UnicodeDecodeError:
+        raise ServiceError.single(400, "structure", "The body is not valid UTF-8") from None
+    except json.JSONDecodeError as error:
+        raise ServiceError.single(
+            400,
+            "structure",
+            f"The body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}",
+        ) from None
+
+
+def validate_request(body: Any, service: Service) -> None:
+    """400 naming every offending field: the request schema, then the hook's context."""
+    issues = check("request", body)
+    if not issues and body["hook"] != service.hook:
+        issues = [
+            Issue(
+                "invalid",
+                f"hook is '{body['hook']}' but service '{service.id}' answers '{service.hook}'",
+                "hook",
+            )
+        ]
+    if not issues:
+        issues = check(f"context-{service.hook}", body["context"], prefix="context")
+    if issues:
+        raise ServiceError(400, issues)
+
+
+def check_patient(gathered: Gathered, patient_id: str) -> None:
+    """The record must be the patient in context: 412 without it, 400 for another one."""
+    patients = [r for r in gathered.resources if r.get("resourceType") == "Patient"]
+    if not patients:
+        raise ServiceError.single(
+            412, "not-found", "The Patient resource could not be obtained", "prefetch.patient"
+        )
+    if any(p.get("id") != patient_id for p in patients):
+        raise ServiceError.single(
+            400,
+            "invalid",
+            "prefetch.patient is not the patient named by context.patientId",
+            "prefetch.patient",
+        )

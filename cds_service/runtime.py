@@ -1,0 +1,22 @@
+"""Per-app state the routes share: the settings and the pool that runs FHIR fetches."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from flask import current_app
+
+from .config import Settings
+
+EXTENSION = "alpha1_cds"
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    executor: ThreadPoolExecutor
+
+
+def runtime() -> Runtime:
+    return current_app.extensions[EXTENSION]

@@ -1,0 +1,9 @@
+"""WSGI entry point for any server: ``gunicorn 'cds_service.wsgi:app'``."""
+
+from . import logs
+from .app import create_app
+from .config import Settings
+
+settings = Settings.load()
+logs.configure(settings.log_level)
+app = create_app(settings)

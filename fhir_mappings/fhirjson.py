@@ -1,0 +1,100 @@
+"""Small, forgiving readers for FHIR R4 JSON.
+
+Real EHR data is ragged: fields missing, lists where one value was expected, ids as
+``Patient/x``, absolute URLs or ``urn:uuid``. These helpers never raise on shape; they
+answer None or an empty tuple instead, so mapping code can stay linear.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime
+from typing import Any
+
+Json = Mapping[str, Any]
+
+
+def as_dict(value: Any) -> Json:
+    return value if isinstance(value, Mapping) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    if isinstance(value, list):
+        return value
+    return [] if value is None else [value]
+
+
+def codings(concept: Any) -> list[Json]:
+    """The Codings of a CodeableConcept (dicts only)."""
+    return [c for c in as_list(as_dict(concept).get("coding")) if isinstance(c, Mapping)]
+
+
+def first_code(concept: Any, system: str) -> str | None:
+    for coding in codings(concept):
+        if coding.get("system") == system and isinstance(coding.get("code"), str):
+            return coding["code"]
+    return None
+
+
+def concept_text(concept: Any) -> str | None:
+    """What a clinician would read: the text, else the first display, else a code."""
+    concept = as_dict(concept)
+    if isinstance(concept.get("text"), str) and concept["text"].strip():
+        return concept["text"].strip()
+    for coding in codings(concept):
+        if isinstance(coding.get("display"), str) and coding["display"].strip():
+            return coding["display"].strip()
+    for coding in codings(concept):
+        if isinstance(coding.get("code"), str):
+            return coding["code"]
+    return None
+
+
+def parse_date(value: Any) -> date | None:
+    """A FHIR date, dateTime or instant as a calendar date; partial dates take the 1st."""
+    if not isinstance(value, str) or len(value) < 4:
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 4:
+            return date(int(text), 1, 1)
+        if len(text) == 7:
+            return date(int(text[:4]), int(text[5:7]), 1)
+        if len(text) == 10:
+            return date.fromisoformat(text)
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).date()
+    except ValueError:
+        return None
+
+
+def reference_id(reference: Any, resource_type: str) -> str | None:
+    """The id in a reference to ``resource_type`` (relative or absolute), else None."""
+    ref = as_dict(reference).get("reference")
+    if not isinstance(ref, str):
+        return None
+    parts = ref.split("/_history/")[0].rstrip("/").split("/")
+    if len(parts) >= 2 and parts[-2] == resource_type:
+        return parts[-1]
+    return None
+
+
+def status_code(resource: Json, field: str) -> str | None:
+    """A status held as a code (Observation.status) or CodeableConcept (Condition)."""
+    value = resource.get(field)
+    if isinstance(value, str):
+        return value
+    for coding in codings(value):
+        if isinstance(coding.get("code"), str):
+            return coding["code"]
+    return None
+
+
+def bundle_resources(bundle: Json) -> Iterator[Json]:
+    """Resources of a Bundle's entries, skipping search outcome entries."""
+    for entry in as_list(bundle.get("entry")):
+        entry = as_dict(entry)
+        if as_dict(entry.get("search")).get("mode") == "outcome":
+            continue
+        resource = entry.get("resource")
+        if isinstance(resource, Mapping) and isinstance(resource.get("resourceType"), str):
+            yield resource

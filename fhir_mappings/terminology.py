@@ -1,0 +1,133 @@
+"""Value sets loaded once from the JSON files in ``data/``.
+
+Codes live in those files, each with its display and source, so that a reviewer can check
+every code against the reference in one place; this module only indexes them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+UCUM = "http://unitsofmeasure.org"
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    system: str
+    code: str
+    display: str
+    prefix: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Concept:
+    name: str
+    display: str
+    codes: tuple[Code, ...]
+    group: str | None = None
+
+
+def _load(name: str) -> dict[str, Any]:
+    text = resources.files("fhir_mappings").joinpath("data", name).read_text(encoding="utf-8")
+    return {key: value for key, value in json.loads(text).items() if not key.startswith("_")}
+
+
+@cache
+def _system_aliases() -> dict[str, str]:
+    aliases = {}
+    for canonical, others in _load("systems.json").items():
+        aliases[canonical] = canonical
+        aliases.update(dict.fromkeys(others, canonical))
+    return aliases
+
+
+def canonical_system(system: str | None) -> str | None:
+    """The canonical URI for a code system, resolving the OIDs some EHRs send."""
+    if not system:
+        return None
+    return _system_aliases().get(system.rstrip("/"), system)
+
+
+def _normalise(system: str | None, code: str) -> str:
+    """ICD-10-CM codes arrive with and without the dot; compare them without it."""
+    code = code.strip()
+    return code.replace(".", "").upper() if system == ICD10CM else code
+
+
+class ValueSets:
+    """Concepts of one domain, indexed by (system, code) for constant-time lookup."""
+
+    def __init__(self, data: Mapping[str, Any], default_system: str | None = None) -> None:
+        self.concepts: dict[str, Concept] = {}
+        self._exact: dict[tuple[str, str], str] = {}
+        self._prefixes: list[tuple[str, str, str]] = []
+        for name, entry in data.items():
+            codes = tuple(
+                Code(
+                    system=c.get("system", default_system),
+                    code=c["code"],
+                    display=c["display"],
+                    prefix=c.get("prefix", False),
+                )
+                for c in entry["codes"]
+            )
+            self.concepts[name] = Concept(name, entry["display"], codes, entry.get("group"))
+            for code in codes:
+                key = (code.system, _normalise(code.system, code.code))
+                if code.prefix:
+                    self._prefixes.append((*key, name))
+                else:
+                    self._exact[key] = name
+
+    def concept_of(self, coding: Mapping[str, Any]) -> str | None:
+        """The concept a single Coding belongs to, or None."""
+        code = coding.get("code")
+        system = canonical_system(coding.get("system"))
+        if not isinstance(code, str) or not system:
+            return None
+        key = _normalise(system, code)
+        found = self._exact.get((system, key))
+        if found:
+            return found
+        for prefix_system, prefix, name in self._prefixes:
+            if system == prefix_system and key.startswith(prefix):
+                return name
+        return None
+
+    def concepts_in(self, codings: Iterable[Mapping[str, Any]]) -> set[str]:
+        """Every concept named by any of the codings of a CodeableConcept."""
+        return {name for coding in codings if (name := self.concept_of(coding))}
+
+    def codes(self, *names: str) -> list[Code]:
+        return [code for name in names for code in self.concepts[name].codes]
+
+    def names_in_group(self, group: str) -> list[str]:
+        return [name for name, concept in self.concepts.items() if concept.group == group]
+
+
+@cache
+def conditions() -> ValueSets:
+    return ValueSets(_load("conditions.json"))
+
+
+@cache
+def observations() -> ValueSets:
+    return ValueSets(_load("observations.json"), default_system=LOINC)
+
+
+@cache
+def procedures() -> ValueSets:
+    return ValueSets(_load("procedures.json"))
+
+
+@cache
+def service_categories() -> ValueSets:
+    return ValueSets(_load("service_categories.json"))

@@ -1,0 +1,66 @@
+"""What a rule concludes: advice with its reasons, evidence and suggested actions.
+
+Recommendations know nothing of CDS Hooks or FHIR JSON; ``cds_service`` renders them as
+cards and turns each SuggestedAction into a FHIR resource.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fhir_mappings import Source
+
+from .knowledge import guidelines, topics
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """A fact the advice rests on, with the resource it came from when there is one."""
+
+    text: str
+    source: Source | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """A guideline statement behind the advice and how strong it is."""
+
+    guideline: str
+    statement: str
+    strength: str
+
+    def __post_init__(self) -> None:
+        if self.guideline not in guidelines():
+            raise ValueError(f"unknown guideline {self.guideline!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class OrderTest:
+    """Suggest ordering a test, named by an observation concept of fhir_mappings."""
+
+    concept: str
+    label: str
+
+
+SuggestedAction = OrderTest
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    topic: str
+    summary: str
+    advice: str
+    evidence: tuple[Evidence, ...]
+    reasons: tuple[Reason, ...] = ()
+    missing: tuple[str, ...] = ()
+    actions: tuple[SuggestedAction, ...] = ()
+    indicator: str = field(default="")
+
+    def __post_init__(self) -> None:
+        topic = topics().get(self.topic)
+        if topic is None:
+            raise ValueError(f"unknown topic {self.topic!r}")
+        if not self.indicator:
+            object.__setattr__(self, "indicator", topic.indicator)
+        if not self.evidence:
+            raise ValueError("a recommendation must cite at least one guideline")
