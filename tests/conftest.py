@@ -1,0 +1,60 @@
+"""Shared fixtures: an app, a client that checks every response, a live HTTP server."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.serving import make_server
+
+from cds_service import create_app
+
+from .support.conformance import assert_conformant
+
+TEST_ORIGIN = "https://ehr.example.org"
+TEST_SETTINGS: dict[str, Any] = {
+    "cors_origins": (TEST_ORIGIN,),
+    "fhir_timeout": 1.0,
+    "fhir_deadline": 2.0,
+    "fhir_max_pages": 3,
+    "max_body_bytes": 256 * 1024,
+}
+
+
+class ConformanceClient(FlaskClient):
+    """A test client that validates every response body against our schemas."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        response = super().open(*args, **kwargs)
+        if response.request.method != "OPTIONS" and response.is_json:
+            assert_conformant(
+                response.request.method, response.request.path, response.status_code, response.json
+            )
+        return response
+
+
+@pytest.fixture
+def app() -> Flask:
+    app = create_app(TEST_SETTINGS)
+    app.test_client_class = ConformanceClient
+    return app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def live_server() -> Iterator[str]:
+    """The app served over real HTTP on loopback; yields its base URL."""
+    server = make_server("127.0.0.1", 0, create_app(TEST_SETTINGS), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)

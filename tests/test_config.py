@@ -1,0 +1,49 @@
+"""Settings: defaults, overlaid by a TOML file, overlaid by the environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from cds_service import Settings, create_app
+from cds_service.config import ConfigError
+
+
+def test_defaults_need_no_configuration():
+    settings = Settings.load(environ={})
+    assert settings == Settings()
+    assert settings.fhir_deadline > settings.fhir_timeout
+
+
+def test_environment_overrides_toml(tmp_path):
+    path = tmp_path / "alpha1.toml"
+    path.write_text('fhir_timeout = 0.5\nfhir_max_pages = 4\ncors_origins = ["https://a.org"]\n')
+    env = {
+        "ALPHA1_CDS_CONFIG": str(path),
+        "ALPHA1_CDS_FHIR_MAX_PAGES": "7",
+        "ALPHA1_CDS_CORS_ORIGINS": "https://b.org, https://c.org",
+    }
+    settings = Settings.load(environ=env)
+    assert settings.fhir_timeout == 0.5
+    assert settings.fhir_max_pages == 7
+    assert settings.cors_origins == ("https://b.org", "https://c.org")
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"fhir_timeout": "0"}, "fhir_timeout must be positive"),
+        ({"fhir_max_pages": "many"}, "fhir_max_pages: cannot read"),
+        ({"cors_origins": "*", "cors_allow_credentials": "true"}, "cannot be combined"),
+        ({"log_level": "LOUD"}, "log_level must be one of"),
+        ({"public_base_url": "cds.example.org"}, "absolute http(s) URL"),
+        ({"no_such_setting": "1"}, "unknown setting"),
+    ],
+)
+def test_bad_settings_are_refused_with_a_reason(values, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Settings().with_values(values)
+
+
+def test_body_limit_comes_from_settings():
+    app = create_app({"max_body_bytes": "1024"})
+    assert app.config["MAX_CONTENT_LENGTH"] == 1024
