@@ -71,7 +71,10 @@ def _serve(args: argparse.Namespace) -> int:
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("timeout", 30)
             self.cfg.set("graceful_timeout", 10)
-            self.cfg.set("accesslog", None)  # request lines would carry patient-bearing URLs
+            self.cfg.set("accesslog", None)  # our own structured log says what is needed
+            # gunicorn's control socket sits at one fixed path per user; two instances clash.
+            if "control_socket_disable" in self.cfg.settings:
+                self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
             logs.configure(settings.log_level)

@@ -1,0 +1,71 @@
+"""Against a real FHIR R4 server (sekmet-fhir on loopback): prefetch or fetch, same cards."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from cds_service.prefetch import render
+from cds_service.services import SERVICES
+
+from .support.builders import hook_request, load_bundle
+from .support.fhir_server import SekmetServer, sekmet, sekmet_command
+from .test_testing_rule import CASES
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(sekmet_command() is None, reason="sekmet-fhir is not installed"),
+]
+
+SERVICE = SERVICES["aatd-patient-view"]
+
+
+@pytest.fixture(scope="module")
+def fhir_server() -> Iterator[SekmetServer]:
+    with sekmet() as server:
+        for fixture in CASES:
+            server.load(load_bundle(fixture))
+        yield server
+
+
+def ehr_prefetch(server: SekmetServer, context: dict[str, Any]) -> dict[str, Any]:
+    """What an EHR puts in prefetch: each template run against its FHIR server."""
+    prefetch = {}
+    for key, query in SERVICE.queries.items():
+        response = requests.get(f"{server.base}/{render(query.template, context)}", timeout=10)
+        assert response.status_code == 200, (key, response.text[:300])
+        prefetch[key] = response.json()
+    return prefetch
+
+
+def comparable(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Cards without their per-call uuids."""
+    stripped = []
+    for card in cards:
+        card = {k: v for k, v in card.items() if k != "uuid"}
+        card["suggestions"] = [
+            {k: v for k, v in s.items() if k != "uuid"} for s in card.get("suggestions", [])
+        ]
+        stripped.append(card)
+    return stripped
+
+
+@pytest.mark.parametrize(("fixture", "expected"), CASES.items())
+def test_full_prefetch_and_no_prefetch_give_the_same_cards(client, fhir_server, fixture, expected):
+    bundle = load_bundle(fixture)
+    fetched = hook_request(bundle, prefetch="none", fhirServer=fhir_server.base)
+    prefetched = hook_request(bundle, prefetch="none")
+    prefetched["prefetch"] = ehr_prefetch(fhir_server, prefetched["context"])
+
+    with_prefetch = client.post("/cds-services/aatd-patient-view", json=prefetched)
+    without_prefetch = client.post("/cds-services/aatd-patient-view", json=fetched)
+
+    assert with_prefetch.status_code == 200
+    assert without_prefetch.status_code == 200
+    cards = with_prefetch.json["cards"]
+    assert comparable(cards) == comparable(without_prefetch.json["cards"])
+    topics = [card["source"]["topic"]["code"] for card in cards]
+    assert ("aatd-testing-recommended" in topics) is expected
