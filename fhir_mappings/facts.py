@@ -1,13 +1,14 @@
 """PatientFacts: what the rules in ``hooks`` may know about a patient.
 
 No FHIR JSON survives here. Every fact keeps the resource it came from (``Source``) so
-that a card can say which value, of which date, from which resource it used.
+that a card can say which value, of which date, from which resource it used. Lists are
+newest first.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +26,7 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class CodedFinding:
-    """A coded diagnosis or history item (Condition, FamilyMemberHistory condition)."""
+    """A coded diagnosis, procedure or history item."""
 
     concept: str
     text: str
@@ -45,17 +46,86 @@ class TestRecord:
 
 @dataclass(frozen=True, slots=True)
 class Measurement:
-    """A numeric result normalised to the unit the rules compare in."""
+    """A numeric result in the unit the rules compare in (``unit``, UCUM)."""
 
     concept: str
     value: float
     unit: str
     source: Source
+    preliminary: bool = False
+    post_bronchodilator: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AatLevel:
+    """A serum AAT level in both unit families, with the method when the lab gave it."""
+
+    umol_l: float
+    mg_dl: float
+    reported: str
+    source: Source
+    method: str | None = None
+    preliminary: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Genotype:
+    """SERPINA1 alleles, their severity class, and what they rest on.
+
+    ``basis``: "dna" (genotype or variant), "phenotype" (Pi type by IEF) or "level"
+    (no alleles known; severe inferred from a level below the protective threshold).
+    """
+
+    alleles: tuple[str, ...]
+    severity: str
+    basis: str
+    sources: tuple[Source, ...]
+    text: str = ""
+
+    @property
+    def label(self) -> str:
+        return "".join(a if len(a) == 1 else f"/{a}/" for a in self.alleles).strip("/") or "?"
+
+    @property
+    def abnormal_allele(self) -> bool:
+        return any(allele != "M" for allele in self.alleles)
+
+
+@dataclass(frozen=True, slots=True)
+class SmokingStatus:
+    """current | former | never | unknown, from 72166-2 or coded tobacco conditions."""
+
+    status: str
+    text: str
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class MedicationOrder:
+    """An A1PI or immune globulin order or statement, dose normalised where computable."""
+
+    product: str  # "a1pi" | "immune_globulin"
+    text: str
+    state: str  # "active" | "draft"
+    resource_type: str
+    source: Source
+    dose: float | None = None
+    dose_unit: str | None = None
+    interval_days: float | None = None
+    mg_per_kg_per_week: float | None = None
+    g_per_kg_per_dose: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Immunization:
+    group: str
+    text: str
+    source: Source
 
 
 @dataclass(frozen=True, slots=True)
 class DataNote:
-    """A data-quality note: something skipped, doubtful or incomplete, and why."""
+    """A data-quality note: something skipped, doubtful, stale or incomplete, and why."""
 
     text: str
     source: Source | None = None
@@ -63,15 +133,23 @@ class DataNote:
 
 @dataclass(slots=True)
 class PatientFacts:
-    """Everything the rules read, each list newest first."""
+    """Everything the rules read."""
 
     as_of: date
     patient: Source | None = None
     birth_date: date | None = None
     conditions: dict[str, list[CodedFinding]] = field(default_factory=dict)
+    procedures: dict[str, list[CodedFinding]] = field(default_factory=dict)
     family_history: dict[str, list[CodedFinding]] = field(default_factory=dict)
     aat_tests: list[TestRecord] = field(default_factory=list)
+    aat_levels: list[AatLevel] = field(default_factory=list)
+    genotype: Genotype | None = None
     measurements: dict[str, list[Measurement]] = field(default_factory=dict)
+    smoking: SmokingStatus | None = None
+    anti_iga: list[CodedFinding] = field(default_factory=list)
+    a1pi_anaphylaxis: list[CodedFinding] = field(default_factory=list)
+    orders: list[MedicationOrder] = field(default_factory=list)
+    immunizations: dict[str, list[Immunization]] = field(default_factory=dict)
     notes: list[DataNote] = field(default_factory=list)
     incomplete: frozenset[str] = frozenset()
 
@@ -86,10 +164,58 @@ class PatientFacts:
     def has_condition(self, concept: str) -> bool:
         return bool(self.conditions.get(concept))
 
+    def active_condition(self, concept: str) -> CodedFinding | None:
+        return next((f for f in self.conditions.get(concept, []) if f.active), None)
+
     def latest(self, concept: str) -> Measurement | None:
         values = self.measurements.get(concept)
         return values[0] if values else None
 
+    def series(self, concept: str) -> list[Measurement]:
+        return self.measurements.get(concept, [])
+
+    @property
+    def latest_aat(self) -> AatLevel | None:
+        return self.aat_levels[0] if self.aat_levels else None
+
+    @property
+    def emphysema(self) -> bool:
+        return self.has_condition("emphysema")
+
+    @property
+    def lung_transplant(self) -> CodedFinding | None:
+        return _first(
+            self.procedures.get("lung_transplant"), self.conditions.get("lung_transplant_status")
+        )
+
+    @property
+    def liver_transplant(self) -> CodedFinding | None:
+        return _first(
+            self.procedures.get("liver_transplant"), self.conditions.get("liver_transplant_status")
+        )
+
+    @property
+    def liver_disease(self) -> bool:
+        return self.has_condition("chronic_liver_disease")
+
+    def serious_infections(self, days: int = 365) -> list[CodedFinding]:
+        """Infection episodes (one per Condition) with onset within ``days``."""
+        since = self.as_of - timedelta(days=days)
+        return [
+            finding
+            for finding in self.conditions.get("serious_infection", [])
+            if finding.source.date is not None and finding.source.date >= since
+        ]
+
+    def orders_of(self, product: str, state: str | None = None) -> list[MedicationOrder]:
+        return [o for o in self.orders if o.product == product and state in (None, o.state)]
+
     def complete(self, *resource_types: str) -> bool:
         """True when none of these resource types may have been cut short while gathering."""
         return not self.incomplete.intersection(resource_types)
+
+
+def _first(*groups: list[CodedFinding] | None) -> CodedFinding | None:
+    found = [finding for group in groups if group for finding in group]
+    found.sort(key=lambda f: f.source.date or date.min, reverse=True)
+    return found[0] if found else None

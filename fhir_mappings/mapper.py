@@ -1,17 +1,19 @@
 """FHIR R4 resources -> PatientFacts, in one pass, never raising on bad data.
 
-What the record itself withdraws (entered-in-error, cancelled, refuted) is ignored; what
-cannot be read is skipped with a DataNote, so the rules can say what is missing.
+What the record itself withdraws (entered-in-error, cancelled, refuted, not-done) is
+ignored; what cannot be read is skipped with a DataNote, so the rules can say what is
+missing. Only the resource types the rules use are read at all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 from . import terminology
-from .facts import CodedFinding, DataNote, Measurement, PatientFacts, Source, TestRecord
+from .facts import CodedFinding, DataNote, Immunization, PatientFacts, SmokingStatus, Source
 from .fhirjson import (
     Json,
     as_dict,
@@ -22,20 +24,31 @@ from .fhirjson import (
     reference_id,
     status_code,
 )
+from .interpretation import Lookbacks, note_stale, resolve_genotype
+from .medications import normalise_doses, product_of, read_order
+from .observations import AlleleEvidence, read_observation
 
 WITHDRAWN_OBSERVATION = frozenset({"entered-in-error", "cancelled"})
 WITHDRAWN_VERIFICATION = frozenset({"refuted", "entered-in-error"})
 PAST_CLINICAL_STATUS = frozenset({"inactive", "remission", "resolved"})
-SERPINA1_HGNC = "HGNC:8941"
-GENE_STUDIED = "48018-6"
-FEV1_FVC_PERCENT_CUTOFF = 1.5  # clinical-knowledge.md 3.2: a ratio above 1.5 was sent as a percent
-FEV1_FVC_PLAUSIBLE = (0.2, 1.0)  # clinical-knowledge.md 6: FEV1/FVC fraction sanity range
+WITHDRAWN_EVENT = frozenset({"entered-in-error", "not-done"})
+ANAPHYLAXIS_WORDS = ("anaphyla", "severe systemic")
+
+
+@dataclass(slots=True)
+class _Pass:
+    """State of one mapping pass."""
+
+    facts: PatientFacts
+    medications: dict[str, Json]
+    alleles: AlleleEvidence = field(default_factory=AlleleEvidence)
 
 
 def map_patient(
-    resources: Iterable[Json],
+    resources: Iterable[Any],
     as_of: date,
     incomplete: Iterable[str] = (),
+    lookbacks: Lookbacks | None = None,
 ) -> PatientFacts:
     """Build the facts for the one patient these resources describe.
 
@@ -43,11 +56,16 @@ def map_patient(
     never conclude "not on record" from a partial list.
     """
     facts = PatientFacts(as_of=as_of, incomplete=frozenset(incomplete))
-    resources = _unique(resources, facts)
-    patient_id = _patient_id(resources)
-    for resource in resources:
-        kind = resource["resourceType"]
-        handler = _HANDLERS.get(kind)
+    unique = _unique(resources, facts)
+    medications = {
+        r["id"]: r
+        for r in unique
+        if r["resourceType"] == "Medication" and isinstance(r.get("id"), str)
+    }
+    state = _Pass(facts, medications)
+    patient_id = _patient_id(unique)
+    for resource in unique:
+        handler = _HANDLERS.get(resource["resourceType"])
         if handler is None:
             continue
         source = _source(resource)
@@ -55,11 +73,20 @@ def map_patient(
             facts.notes.append(DataNote(f"{source.reference} is about another patient; ignored"))
             continue
         try:
-            handler(resource, source, facts)
-        except (KeyError, TypeError, ValueError, AttributeError):
+            handler(resource, source, state)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
             facts.notes.append(DataNote(f"{source.reference} could not be read; ignored", source))
-    _sort_newest_first(facts)
+    _finish(state, lookbacks or Lookbacks())
     return facts
+
+
+def _finish(state: _Pass, lookbacks: Lookbacks) -> None:
+    facts = state.facts
+    _sort_newest_first(facts)
+    resolve_genotype(facts, state.alleles)
+    _smoking_from_conditions(facts)
+    normalise_doses(facts)
+    note_stale(facts, lookbacks)
 
 
 def _unique(resources: Iterable[Any], facts: PatientFacts) -> list[Json]:
@@ -91,123 +118,161 @@ def _is_for_patient(resource: Json, patient_id: str | None) -> bool:
     """False only when the resource names a different Patient by id."""
     if patient_id is None or resource["resourceType"] == "Patient":
         return True
-    for field in ("subject", "patient"):
-        other = reference_id(resource.get(field), "Patient")
+    for name in ("subject", "patient"):
+        other = reference_id(resource.get(name), "Patient")
         if other is not None:
             return other == patient_id
     return True
 
 
+DATE_FIELDS = (
+    "effectiveDateTime",
+    "onsetDateTime",
+    "performedDateTime",
+    "occurrenceDateTime",
+    "authoredOn",
+    "recordedDate",
+    "dateAsserted",
+    "date",
+    "issued",
+)
+
+
 def _source(resource: Json) -> Source:
     rid = resource.get("id") if isinstance(resource.get("id"), str) else "(no id)"
     when = None
-    for field in ("effectiveDateTime", "onsetDateTime", "recordedDate", "date", "issued"):
-        when = parse_date(resource.get(field))
+    for name in DATE_FIELDS:
+        when = parse_date(resource.get(name))
         if when:
             break
-    if when is None:
-        when = parse_date(as_dict(resource.get("effectivePeriod")).get("start"))
+    for period in ("effectivePeriod", "performedPeriod", "onsetPeriod"):
+        when = when or parse_date(as_dict(resource.get(period)).get("start"))
     status = resource.get("status") if isinstance(resource.get("status"), str) else None
     return Source(f"{resource['resourceType']}/{rid}", when, status)
 
 
-def _patient(resource: Json, source: Source, facts: PatientFacts) -> None:
-    facts.patient = source
-    facts.birth_date = parse_date(resource.get("birthDate"))
-    if facts.birth_date is None:
-        facts.notes.append(DataNote("the patient's birth date is not recorded", source))
+def _patient(resource: Json, source: Source, state: _Pass) -> None:
+    state.facts.patient = source
+    state.facts.birth_date = parse_date(resource.get("birthDate"))
+    if state.facts.birth_date is None:
+        state.facts.notes.append(DataNote("the patient's birth date is not recorded", source))
 
 
-def _condition(resource: Json, source: Source, facts: PatientFacts) -> None:
+def _condition(resource: Json, source: Source, state: _Pass) -> None:
     if status_code(resource, "verificationStatus") in WITHDRAWN_VERIFICATION:
         return
     concepts = terminology.conditions().concepts_in(codings(resource.get("code")))
-    if not concepts:
-        return
     active = status_code(resource, "clinicalStatus") not in PAST_CLINICAL_STATUS
     text = concept_text(resource.get("code")) or "condition"
     for concept in concepts:
-        facts.conditions.setdefault(concept, []).append(CodedFinding(concept, text, active, source))
+        state.facts.conditions.setdefault(concept, []).append(
+            CodedFinding(concept, text, active, source)
+        )
 
 
-def _family_history(resource: Json, source: Source, facts: PatientFacts) -> None:
+def _procedure(resource: Json, source: Source, state: _Pass) -> None:
+    if resource.get("status") in WITHDRAWN_EVENT:
+        return
+    text = concept_text(resource.get("code")) or "procedure"
+    for concept in terminology.procedures().concepts_in(codings(resource.get("code"))):
+        state.facts.procedures.setdefault(concept, []).append(
+            CodedFinding(concept, text, True, source)
+        )
+
+
+def _family_history(resource: Json, source: Source, state: _Pass) -> None:
     if resource.get("status") == "entered-in-error":
         return
     relation = concept_text(resource.get("relationship")) or "relative"
     for condition in as_list(resource.get("condition")):
         code = as_dict(condition).get("code")
         for concept in terminology.conditions().concepts_in(codings(code)):
-            text = f"{relation}: {concept_text(code) or concept}"
-            facts.family_history.setdefault(concept, []).append(
-                CodedFinding(concept, text, True, source)
+            finding = CodedFinding(
+                concept, f"{relation}: {concept_text(code) or concept}", True, source
             )
+            state.facts.family_history.setdefault(concept, []).append(finding)
 
 
-def _observation(resource: Json, source: Source, facts: PatientFacts) -> None:
-    if resource.get("status") in WITHDRAWN_OBSERVATION:
+def _observation(resource: Json, source: Source, state: _Pass) -> None:
+    if resource.get("status") not in WITHDRAWN_OBSERVATION:
+        read_observation(resource, source, state.facts, state.alleles)
+
+
+def _order(resource: Json, source: Source, state: _Pass) -> None:
+    read_order(resource, source, state.facts, state.medications)
+
+
+def _immunization(resource: Json, source: Source, state: _Pass) -> None:
+    if resource.get("status") != "completed":
         return
-    for concept in terminology.observations().concepts_in(codings(resource.get("code"))):
-        reader = _OBSERVATION_READERS.get(concept)
-        if reader is not None:
-            reader(concept, resource, source, facts)
+    text = concept_text(resource.get("vaccineCode")) or "vaccine"
+    for group in terminology.immunizations().concepts_in(codings(resource.get("vaccineCode"))):
+        state.facts.immunizations.setdefault(group, []).append(Immunization(group, text, source))
 
 
-def _aat_test(concept: str, resource: Json, source: Source, facts: PatientFacts) -> None:
-    if concept == "genetic_variant" and not _is_serpina1(resource):
+def _allergy(resource: Json, source: Source, state: _Pass) -> None:
+    """History of anaphylaxis or a severe systemic reaction to an A1PI product."""
+    if status_code(resource, "verificationStatus") in WITHDRAWN_VERIFICATION:
         return
-    text = concept_text(resource.get("code")) or concept
-    pending = resource.get("status") == "registered"
-    facts.aat_tests.append(TestRecord(concept, text, pending, source))
-
-
-def _is_serpina1(resource: Json) -> bool:
-    """A Genomics Reporting variant is about AATD only when the gene studied is SERPINA1."""
-    for component in as_list(resource.get("component")):
-        component = as_dict(component)
-        if any(c.get("code") == GENE_STUDIED for c in codings(component.get("code"))):
-            value = component.get("valueCodeableConcept")
-            if any(c.get("code") == SERPINA1_HGNC for c in codings(value)):
-                return True
-    return False
-
-
-def _fev1_fvc(concept: str, resource: Json, source: Source, facts: PatientFacts) -> None:
-    quantity = as_dict(resource.get("valueQuantity"))
-    value = quantity.get("value")
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        facts.notes.append(DataNote("FEV1/FVC without a numeric value; ignored", source))
+    if product_of(resource.get("code")) != "a1pi":
         return
-    ratio = float(value)
-    if quantity.get("code") == "%" or ratio > FEV1_FVC_PERCENT_CUTOFF:
-        ratio /= 100
-    low, high = FEV1_FVC_PLAUSIBLE
-    if not low <= ratio <= high:
-        facts.notes.append(DataNote(f"FEV1/FVC {value} is implausible; ignored", source))
+    reactions = [as_dict(r) for r in as_list(resource.get("reaction"))]
+    words = " ".join(
+        concept_text(m) or "" for r in reactions for m in as_list(r.get("manifestation"))
+    ).lower()
+    severe = any(r.get("severity") == "severe" for r in reactions) or any(
+        w in words for w in ANAPHYLAXIS_WORDS
+    )
+    if severe or resource.get("criticality") == "high":
+        text = f"{concept_text(resource.get('code')) or 'A1PI'}: {words or 'severe reaction'}"
+        state.facts.a1pi_anaphylaxis.append(CodedFinding("a1pi_anaphylaxis", text, True, source))
+
+
+def _smoking_from_conditions(facts: PatientFacts) -> None:
+    """US Core fallback (clinical-knowledge.md 4.5) when no 72166-2 answer is recorded."""
+    if facts.smoking is not None:
         return
-    facts.measurements.setdefault(concept, []).append(Measurement(concept, ratio, "1", source))
+    current = facts.active_condition("tobacco_dependence")
+    former = facts.conditions.get("former_tobacco", [None])[0]
+    if current is not None:
+        facts.smoking = SmokingStatus("current", current.text, current.source)
+    elif former is not None:
+        facts.smoking = SmokingStatus("former", former.text, former.source)
 
 
 def _sort_newest_first(facts: PatientFacts) -> None:
-    def newest(item: CodedFinding | TestRecord | Measurement) -> date:
+    def newest(item: Any) -> date:
         return item.source.date or date.min
 
-    for group in (facts.conditions, facts.family_history, facts.measurements):
+    for group in (
+        facts.conditions,
+        facts.procedures,
+        facts.family_history,
+        facts.measurements,
+        facts.immunizations,
+    ):
         for items in group.values():
             items.sort(key=newest, reverse=True)
-    facts.aat_tests.sort(key=newest, reverse=True)
+    for items in (
+        facts.aat_tests,
+        facts.aat_levels,
+        facts.anti_iga,
+        facts.orders,
+        facts.a1pi_anaphylaxis,
+    ):
+        items.sort(key=newest, reverse=True)
 
 
-Handler = Callable[[Json, Source, PatientFacts], None]
-ObservationReader = Callable[[str, Json, Source, PatientFacts], None]
+Handler = Callable[[Json, Source, _Pass], None]
 
 _HANDLERS: dict[str, Handler] = {
     "Patient": _patient,
     "Condition": _condition,
+    "Procedure": _procedure,
     "FamilyMemberHistory": _family_history,
     "Observation": _observation,
-}
-
-_OBSERVATION_READERS: dict[str, ObservationReader] = {
-    **dict.fromkeys(terminology.observations().names_in_group("aat"), _aat_test),
-    "fev1_fvc": _fev1_fvc,
+    "MedicationRequest": _order,
+    "MedicationStatement": _order,
+    "Immunization": _immunization,
+    "AllergyIntolerance": _allergy,
 }

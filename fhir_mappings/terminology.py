@@ -35,6 +35,11 @@ class Concept:
     group: str | None = None
 
 
+def load_data(name: str) -> dict[str, Any]:
+    """A data file of this package, without its ``_about`` notes."""
+    return _load(name)
+
+
 def _load(name: str) -> dict[str, Any]:
     text = resources.files("fhir_mappings").joinpath("data", name).read_text(encoding="utf-8")
     return {key: value for key, value in json.loads(text).items() if not key.startswith("_")}
@@ -67,7 +72,7 @@ class ValueSets:
 
     def __init__(self, data: Mapping[str, Any], default_system: str | None = None) -> None:
         self.concepts: dict[str, Concept] = {}
-        self._exact: dict[tuple[str, str], str] = {}
+        self._exact: dict[tuple[str, str], list[str]] = {}
         self._prefixes: list[tuple[str, str, str]] = []
         for name, entry in data.items():
             codes = tuple(
@@ -77,7 +82,7 @@ class ValueSets:
                     display=c["display"],
                     prefix=c.get("prefix", False),
                 )
-                for c in entry["codes"]
+                for c in entry.get("codes", ())
             )
             self.concepts[name] = Concept(name, entry["display"], codes, entry.get("group"))
             for code in codes:
@@ -85,26 +90,26 @@ class ValueSets:
                 if code.prefix:
                     self._prefixes.append((*key, name))
                 else:
-                    self._exact[key] = name
+                    self._exact.setdefault(key, []).append(name)
 
-    def concept_of(self, coding: Mapping[str, Any]) -> str | None:
-        """The concept a single Coding belongs to, or None."""
+    def concepts_of(self, coding: Mapping[str, Any]) -> list[str]:
+        """Every concept a single Coding belongs to (a code may serve two, as T86.812 does)."""
         code = coding.get("code")
         system = canonical_system(coding.get("system"))
         if not isinstance(code, str) or not system:
-            return None
+            return []
         key = _normalise(system, code)
-        found = self._exact.get((system, key))
-        if found:
-            return found
-        for prefix_system, prefix, name in self._prefixes:
-            if system == prefix_system and key.startswith(prefix):
-                return name
-        return None
+        found = list(self._exact.get((system, key), ()))
+        found += [
+            name
+            for prefix_system, prefix, name in self._prefixes
+            if system == prefix_system and key.startswith(prefix)
+        ]
+        return found
 
     def concepts_in(self, codings: Iterable[Mapping[str, Any]]) -> set[str]:
         """Every concept named by any of the codings of a CodeableConcept."""
-        return {name for coding in codings if (name := self.concept_of(coding))}
+        return {name for coding in codings for name in self.concepts_of(coding)}
 
     def codes(self, *names: str) -> list[Code]:
         return [code for name in names for code in self.concepts[name].codes]
@@ -131,3 +136,14 @@ def procedures() -> ValueSets:
 @cache
 def service_categories() -> ValueSets:
     return ValueSets(_load("service_categories.json"))
+
+
+@cache
+def immunizations() -> ValueSets:
+    return ValueSets(_load("immunizations.json"), default_system="http://hl7.org/fhir/sid/cvx")
+
+
+@cache
+def observations_words(name: str) -> tuple[str, ...]:
+    """Lower-case words that name an observation concept that has no verified code."""
+    return tuple(word.lower() for word in _load("observations.json")[name].get("words", ()))

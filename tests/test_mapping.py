@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from fhir_mappings import map_patient
 
+from .support.builders import load_bundle
+
 TODAY = date(2026, 11, 21)
 PATIENT = {"resourceType": "Patient", "id": "p1", "birthDate": "1960-11-22"}
 
@@ -46,15 +48,21 @@ def test_condition_codes_in_every_system(system, code, concept):
 
 
 @pytest.mark.parametrize(
-    ("system", "code"),
+    ("system", "code", "read_as"),
     [
-        ("http://hl7.org/fhir/sid/icd-10-cm", "J44.81"),  # bronchiolitis obliterans, not COPD
-        ("http://hl7.org/fhir/sid/icd-10-cm", "T86.812"),  # lung transplant infection, not BOS
-        ("http://loinc.org", "13645005"),  # right code, wrong system
+        ("http://hl7.org/fhir/sid/icd-10-cm", "J44.81", {"bronchiolitis_obliterans"}),
+        (
+            "http://hl7.org/fhir/sid/icd-10-cm",
+            "T86.812",
+            {"lung_transplant_infection", "serious_infection"},
+        ),
+        ("http://snomed.info/sct", "87433001", {"emphysema"}),  # emphysema, not embolism
+        ("http://loinc.org", "13645005", set()),  # right code, wrong system
     ],
 )
-def test_code_pitfalls_are_not_read_as_copd(system, code):
-    assert map_patient([PATIENT, condition(system, code)], TODAY).conditions == {}
+def test_code_pitfalls_are_read_as_what_they_are(system, code, read_as):
+    """clinical-knowledge.md 0.7: each mislabelled code must be read as its real concept."""
+    assert set(map_patient([PATIENT, condition(system, code)], TODAY).conditions) == read_as
 
 
 @pytest.mark.parametrize("verification", ["refuted", "entered-in-error"])
@@ -174,13 +182,51 @@ FIELDS = st.sampled_from(
 )
 RESOURCES = st.builds(
     lambda kind, body: {"resourceType": kind, **body},
-    st.sampled_from(["Patient", "Condition", "Observation", "FamilyMemberHistory", "Procedure"]),
+    st.sampled_from(
+        [
+            "Patient",
+            "Condition",
+            "Observation",
+            "FamilyMemberHistory",
+            "Procedure",
+            "MedicationRequest",
+            "MedicationStatement",
+            "Medication",
+            "Immunization",
+            "AllergyIntolerance",
+        ]
+    ),
     st.dictionaries(FIELDS, JSON, max_size=6),
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(st.lists(RESOURCES | JSON, max_size=8))
 def test_mapping_never_raises(resources):
     facts = map_patient(resources, TODAY)
+    assert facts.as_of == TODAY
+
+
+FIXTURE_RESOURCES = [
+    entry["resource"]
+    for name in ("seed-000-zz-emphysema", "seed-002-lung-transplant")
+    for entry in load_bundle(name)["entry"]
+]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(FIXTURE_RESOURCES), st.text(max_size=20), JSON),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_mapping_never_raises_on_mutated_real_resources(mutations):
+    """Real resources with one member (top-level, known or not) replaced by random JSON."""
+    mutated = []
+    for resource, field, value in mutations:
+        key = field if field else next(iter(resource))
+        mutated.append({**resource, key: value})
+    facts = map_patient([*FIXTURE_RESOURCES, *mutated], TODAY)
     assert facts.as_of == TODAY

@@ -1,0 +1,115 @@
+"""What needs the whole record: the genotype to believe, discordance, stale data.
+
+Precedence (clinical-knowledge.md 6): DNA genotype over phenotype over a level-inferred
+class; disagreement is noted, never silently resolved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from . import aat
+from .facts import DataNote, Genotype, PatientFacts, Source
+from .observations import AlleleEvidence
+
+
+@dataclass(frozen=True, slots=True)
+class Lookbacks:
+    """Days after which a result is stale (clinical-knowledge.md 6; configurable)."""
+
+    spirometry: int = 365
+    smoking: int = 365
+    weight: int = 90
+    igg: int = 182
+    liver_tests: int = 365
+
+
+def resolve_genotype(facts: PatientFacts, evidence: AlleleEvidence) -> None:
+    facts.genotype = (
+        _from_dna(facts, evidence) or _newest(evidence.phenotype, "phenotype") or _from_level(facts)
+    )
+    if facts.genotype and facts.genotype.basis == "phenotype" and facts.liver_transplant:
+        facts.notes.append(DataNote("the phenotype after a liver transplant reflects the donor"))
+    _note_discordance(facts)
+
+
+def _newest(found: list[tuple[tuple[str, ...], Source, str]], basis: str) -> Genotype | None:
+    if not found:
+        return None
+    alleles, source, text = max(found, key=lambda item: item[1].date or date.min)
+    return Genotype(alleles, aat.severity(alleles), basis, (source,), text)
+
+
+def _from_dna(facts: PatientFacts, evidence: AlleleEvidence) -> Genotype | None:
+    named = _newest(evidence.dna, "dna")
+    if named or not evidence.variants:
+        return named
+    alleles: list[str] = []
+    for allele, homozygous, _ in evidence.variants:
+        alleles += [allele, allele] if homozygous else [allele]
+    sources = tuple(source for *_, source in evidence.variants)
+    if len(alleles) == 1:
+        alleles.append("M")
+        facts.notes.append(
+            DataNote(
+                "one SERPINA1 variant reported: the other allele is taken as M (targeted tests "
+                "detect only S and Z; rare and null alleles are missed)",
+                sources[0],
+            )
+        )
+    if len(alleles) != 2:
+        facts.notes.append(
+            DataNote("SERPINA1 variants do not add up to two alleles; not used", sources[0])
+        )
+        return None
+    pair = tuple(sorted(alleles))
+    return Genotype(pair, aat.severity(pair), "dna", sources, "from variant results")
+
+
+def _from_level(facts: PatientFacts) -> Genotype | None:
+    level = facts.latest_aat
+    if level is None or level.umol_l >= aat.constants().protective_umol_l:
+        return None
+    return Genotype((), "severe", "level", (level.source,), f"AAT {level.reported}")
+
+
+def _note_discordance(facts: PatientFacts) -> None:
+    genotype, level = facts.genotype, facts.latest_aat
+    if genotype is None or level is None or genotype.basis == "level":
+        return
+    c = aat.constants()
+    if (
+        not {"S", "Z"} & set(genotype.alleles)
+        and genotype.severity != "severe"
+        and (level.umol_l < c.protective_umol_l)
+    ):
+        facts.notes.append(
+            DataNote(
+                f"discordant: {genotype.label} but AAT {level.reported} is below "
+                f"{c.protective_umol_l:g} umol/L (a null or rare allele may have been missed)",
+                level.source,
+            )
+        )
+    if genotype.severity == "severe" and level.umol_l >= c.zz_unexpectedly_normal_umol_l:
+        facts.notes.append(
+            DataNote(
+                f"discordant: {genotype.label} but AAT {level.reported} is not low "
+                "(infusion before sampling, liver transplant or lab error?)",
+                level.source,
+            )
+        )
+
+
+def note_stale(facts: PatientFacts, lookbacks: Lookbacks) -> None:
+    checks = (
+        ("latest FEV1 % predicted", facts.latest("fev1_percent_predicted"), lookbacks.spirometry),
+        ("latest body weight", facts.latest("body_weight"), lookbacks.weight),
+        ("latest IgG", facts.latest("igg"), lookbacks.igg),
+        ("latest ALT", facts.latest("alt"), lookbacks.liver_tests),
+        ("smoking status", facts.smoking, lookbacks.smoking),
+    )
+    for label, fact, days in checks:
+        when = fact.source.date if fact else None
+        if when is not None and when < facts.as_of - timedelta(days=days):
+            facts.notes.append(DataNote(f"{label} is older than {days} days", fact.source))

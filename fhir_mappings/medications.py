@@ -1,0 +1,148 @@
+"""A1PI and immune globulin orders: which product, active or draft, and how much how often.
+
+Products are recognised by NDC product code, RxNorm (once verified codes are added to
+``data/medications.json``) or the words of the product text, on the order itself or on
+the Medication it references (in the Bundle or contained). Doses are normalised to
+mg/kg/week (A1PI) and g/kg per dose (immune globulin) with the latest weight, afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import cache
+from typing import Any
+
+from .facts import DataNote, MedicationOrder, PatientFacts, Source
+from .fhirjson import Json, as_dict, as_list, codings, concept_text
+from .terminology import canonical_system, load_data
+
+NDC = "http://hl7.org/fhir/sid/ndc"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+ACTIVE = {
+    "MedicationRequest": {"active": "active", "on-hold": "active", "draft": "draft"},
+    "MedicationStatement": {"active": "active", "intended": "active", "on-hold": "active"},
+}
+DAYS = {"d": 1, "wk": 7, "mo": 30.4375, "h": 1 / 24, "a": 365.25}
+MASS_TO_MG = {"mg": 1, "g": 1000, "kg": 1_000_000}
+PER_KG_TO_MG = {"mg/kg": 1, "g/kg": 1000}
+
+
+@cache
+def _classes() -> dict[str, dict[str, Any]]:
+    return load_data("medications.json")
+
+
+def product_of(concept: Any) -> str | None:
+    """'a1pi' or 'immune_globulin' for a medication CodeableConcept, else None."""
+    for name, entry in _classes().items():
+        ndc_products = [p["code"] for p in entry["ndc_products"]]
+        for coding in codings(concept):
+            system, code = canonical_system(coding.get("system")), str(coding.get("code", ""))
+            if system == NDC and any(code.startswith(p) for p in ndc_products):
+                return name
+            if system == RXNORM and code in entry["rxnorm"]:
+                return name
+        text = " ".join(
+            filter(None, [concept_text(concept), *(c.get("display") for c in codings(concept))])
+        ).lower()
+        if any(word in text for word in entry["words"]):
+            return name
+    return None
+
+
+def medication_concept(resource: Json, medications: dict[str, Json]) -> Any:
+    """The medication CodeableConcept of an order, following medicationReference."""
+    if resource.get("medicationCodeableConcept") is not None:
+        return resource["medicationCodeableConcept"]
+    reference = as_dict(resource.get("medicationReference")).get("reference")
+    if not isinstance(reference, str):
+        return None
+    if reference.startswith("#"):
+        for contained in as_list(resource.get("contained")):
+            if as_dict(contained).get("id") == reference[1:]:
+                return as_dict(contained).get("code")
+        return None
+    medication = medications.get(reference.rsplit("/", 1)[-1]) or medications.get(reference)
+    return as_dict(medication).get("code")
+
+
+def read_order(
+    resource: Json, source: Source, facts: PatientFacts, medications: dict[str, Json]
+) -> None:
+    state = ACTIVE[resource["resourceType"]].get(str(resource.get("status")))
+    if state is None:
+        return
+    concept = medication_concept(resource, medications)
+    product = product_of(concept)
+    if product is None:
+        return
+    dosage = as_dict(
+        (as_list(resource.get("dosageInstruction")) or as_list(resource.get("dosage")) or [{}])[0]
+    )
+    dose, unit = _dose(dosage)
+    facts.orders.append(
+        MedicationOrder(
+            product=product,
+            text=concept_text(concept) or product,
+            state=state,
+            resource_type=resource["resourceType"],
+            source=source,
+            dose=dose,
+            dose_unit=unit,
+            interval_days=_interval_days(dosage),
+        )
+    )
+
+
+def _dose(dosage: Json) -> tuple[float | None, str | None]:
+    for rate in as_list(dosage.get("doseAndRate")):
+        quantity = as_dict(as_dict(rate).get("doseQuantity"))
+        value = quantity.get("value")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            unit = quantity.get("code") or quantity.get("unit")
+            return float(value), str(unit) if unit else None
+    return None, None
+
+
+def _interval_days(dosage: Json) -> float | None:
+    repeat = as_dict(as_dict(dosage.get("timing")).get("repeat"))
+    period, unit = repeat.get("period"), repeat.get("periodUnit")
+    frequency = repeat.get("frequency", 1)
+    if not isinstance(period, int | float) or unit not in DAYS:
+        return None
+    if not isinstance(frequency, int) or frequency < 1:
+        return None
+    return period * DAYS[unit] / frequency
+
+
+def normalise_doses(facts: PatientFacts) -> None:
+    """Per-kg doses from the latest weight; say what is missing when it cannot be done."""
+    weight = facts.latest("body_weight")
+    for index, order in enumerate(facts.orders):
+        per_kg = _mg_per_kg(order, weight.value if weight else None)
+        if per_kg is None:
+            if order.dose is None or order.interval_days is None:
+                facts.notes.append(
+                    DataNote(f"{order.text}: dose or interval not stated", order.source)
+                )
+            elif weight is None:
+                facts.notes.append(
+                    DataNote(f"{order.text}: no body weight to compute mg/kg", order.source)
+                )
+            continue
+        if order.product == "a1pi" and order.interval_days:
+            facts.orders[index] = replace(
+                order, mg_per_kg_per_week=per_kg * 7 / order.interval_days
+            )
+        elif order.product == "immune_globulin":
+            facts.orders[index] = replace(order, g_per_kg_per_dose=per_kg / 1000)
+
+
+def _mg_per_kg(order: MedicationOrder, weight_kg: float | None) -> float | None:
+    if order.dose is None or order.interval_days is None or order.dose_unit is None:
+        return None
+    if order.dose_unit in PER_KG_TO_MG:
+        return order.dose * PER_KG_TO_MG[order.dose_unit]
+    if order.dose_unit in MASS_TO_MG and weight_kg:
+        return order.dose * MASS_TO_MG[order.dose_unit] / weight_kg
+    return None
