@@ -34,6 +34,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     app.extensions[EXTENSION] = Runtime(
         settings=settings,
         executor=ThreadPoolExecutor(settings.fhir_parallel, thread_name_prefix="fhir"),
+        policy=settings.policy(),
     )
     logs.LOGGER.setLevel(settings.log_level.upper())
     init_cors(app, settings)

@@ -20,16 +20,18 @@ from hooks.knowledge import (
     topics,
 )
 
-from .suggestions import suggestion
+from .suggestions import Resources, suggestion
 
 SUMMARY_LIMIT = 139  # CDS Hooks: "<140-character summary"
 
 
-def render_response(recommendations: Iterable[Recommendation], patient_id: str) -> dict[str, Any]:
-    return {"cards": [render_card(rec, patient_id) for rec in recommendations]}
+def render_response(
+    recommendations: Iterable[Recommendation], patient_id: str, resources: Resources
+) -> dict[str, Any]:
+    return {"cards": [render_card(rec, patient_id, resources) for rec in recommendations]}
 
 
-def render_card(rec: Recommendation, patient_id: str) -> dict[str, Any]:
+def render_card(rec: Recommendation, patient_id: str, resources: Resources) -> dict[str, Any]:
     primary = guidelines()[rec.evidence[0].guideline]
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
@@ -51,8 +53,9 @@ def render_card(rec: Recommendation, patient_id: str) -> dict[str, Any]:
         ],
         "links": _links(rec),
     }
-    if rec.actions:
-        card["suggestions"] = [suggestion(a, patient_id, rec.summary) for a in rec.actions]
+    suggestions = [suggestion(a, patient_id, rec.summary, resources) for a in rec.actions]
+    if any(suggestions):
+        card["suggestions"] = [s for s in suggestions if s]
         card["selectionBehavior"] = "any"
     return card
 

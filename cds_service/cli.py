@@ -89,7 +89,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     patients = [r for r in resources if r.get("resourceType") == "Patient"]
     if len(patients) != 1 or not isinstance(patients[0].get("id"), str):
         raise UsageError(f"{args.bundle} must hold exactly one Patient with an id")
-    result = evaluate(args.hook, resources, patients[0]["id"], as_of=args.date)
+    policy = Settings.load().policy()
+    result = evaluate(args.hook, resources, patients[0]["id"], policy, as_of=args.date)
     if args.json:
         print(json.dumps(result.response, indent=2, ensure_ascii=False))
     else:

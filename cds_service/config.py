@@ -14,6 +14,9 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from fhir_mappings import Lookbacks
+from hooks import Policy
+
 ENV_PREFIX = "ALPHA1_CDS_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -39,6 +42,14 @@ class Settings:
     # Largest request body accepted, in bytes.
     max_body_bytes: int = 5 * 1024 * 1024
     log_level: str = "INFO"
+    # Clinical policy where guidelines differ (README "Policy").
+    fev1_window: str = "a1f-2016"
+    lookback_spirometry_days: int = 365
+    lookback_smoking_days: int = 365
+    lookback_weight_days: int = 90
+    lookback_igg_days: int = 182
+    lookback_liver_tests_days: int = 365
+    aat_grey_zone_mg_dl: tuple[float, ...] = (50.0, 80.0)
 
     def __post_init__(self) -> None:
         for name in ("fhir_timeout", "fhir_deadline"):
@@ -55,6 +66,24 @@ class Settings:
             ("https://", "http://")
         ):
             raise ConfigError("public_base_url must be an absolute http(s) URL")
+        try:
+            self.policy()
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+
+    def policy(self) -> Policy:
+        """The clinical policy these settings choose."""
+        if len(self.aat_grey_zone_mg_dl) != 2:
+            raise ValueError("aat_grey_zone_mg_dl must be two values: low, high")
+        low, high = self.aat_grey_zone_mg_dl
+        lookbacks = Lookbacks(
+            spirometry=self.lookback_spirometry_days,
+            smoking=self.lookback_smoking_days,
+            weight=self.lookback_weight_days,
+            igg=self.lookback_igg_days,
+            liver_tests=self.lookback_liver_tests_days,
+        )
+        return Policy(self.fev1_window, lookbacks, (low, high))
 
     @classmethod
     def load(
@@ -90,7 +119,8 @@ def _parse(name: str, value: Any, default: Any) -> Any:
             return _parse_bool(value)
         if isinstance(default, tuple):
             items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(item.strip() for item in items if str(item).strip())
+            kind = type(default[0]) if default else str
+            return tuple(kind(str(item).strip()) for item in items if str(item).strip())
         if isinstance(default, int | float):
             return type(default)(value)
         if value in ("", None):

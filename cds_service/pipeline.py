@@ -14,6 +14,7 @@ from typing import Any
 
 import hooks
 from fhir_mappings import map_patient
+from hooks import Policy
 
 from .cards import render_response
 
@@ -27,22 +28,33 @@ class Evaluation:
 
 def evaluate(
     hook: str,
-    resources: Iterable[dict[str, Any]],
+    resources: list[dict[str, Any]],
     patient_id: str,
+    policy: Policy | None = None,
     as_of: date | None = None,
     incomplete: Iterable[str] = (),
 ) -> Evaluation:
+    policy = policy or Policy()
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    facts = map_patient(resources, as_of or date.today(), incomplete)
+    facts = map_patient(resources, as_of or date.today(), incomplete, policy.lookbacks)
     timings["map"] = _lap(started)
     started = time.perf_counter()
-    recommendations = hooks.evaluate(hook, facts)
+    recommendations = hooks.evaluate(hook, facts, policy)
     timings["rules"] = _lap(started)
     started = time.perf_counter()
-    response = render_response(recommendations, patient_id)
+    response = render_response(recommendations, patient_id, _by_reference(resources))
     timings["render"] = _lap(started)
     return Evaluation(response, [r.topic for r in recommendations], timings)
+
+
+def _by_reference(resources: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Orders as the EHR sent them, for suggestions that update them."""
+    return {
+        f"{r['resourceType']}/{r['id']}": r
+        for r in resources
+        if r.get("resourceType") == "MedicationRequest" and isinstance(r.get("id"), str)
+    }
 
 
 def _lap(started: float) -> float:

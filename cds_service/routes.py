@@ -46,7 +46,13 @@ def invoke(service_id: str) -> Response:
     gather_ms = round((time.perf_counter() - started) * 1000, 3)
     patient_id = body["context"]["patientId"]
     check_patient(gathered, patient_id)
-    result = evaluate(service.hook, gathered.resources, patient_id, incomplete=gathered.incomplete)
+    result = evaluate(
+        service.hook,
+        gathered.resources,
+        patient_id,
+        runtime().policy,
+        incomplete=gathered.incomplete,
+    )
     timings = {"gather": gather_ms, **result.timings}
     logs.event(
         "hook",

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from hooks import Policy
+
 from .config import Settings
 
 EXTENSION = "alpha1_cds"
@@ -16,6 +18,7 @@ EXTENSION = "alpha1_cds"
 class Runtime:
     settings: Settings
     executor: ThreadPoolExecutor
+    policy: Policy
 
 
 def runtime() -> Runtime:

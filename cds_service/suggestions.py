@@ -1,58 +1,167 @@
 """Suggested actions -> CDS Hooks suggestions whose resources are valid FHIR R4.
 
 Resources are built with fhir.resources (R4B, the R4-compatible package), so a malformed
-suggestion fails here, in our tests, and never reaches an EHR.
+suggestion fails here, in our tests, and never reaches an EHR. Updates start from the
+order as the EHR sent it; when that order is not at hand, or not valid FHIR, no update is
+offered (the card still says what to do).
 """
 
 from __future__ import annotations
 
+import copy
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
+from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.servicerequest import ServiceRequest
+from pydantic import ValidationError
 
 from fhir_mappings import terminology
-from hooks import OrderTest, SuggestedAction
+from hooks import (
+    CorrectDose,
+    OrderService,
+    OrderTest,
+    PrescribeAugmentation,
+    RemoveDraft,
+    StopOrder,
+    SuggestedAction,
+)
+
+Resources = Mapping[str, Mapping[str, Any]]  # "Type/id" -> resource as received
+A1PI_TEXT = "Alpha-1 proteinase inhibitor (human): Prolastin-C, Aralast NP, Zemaira or Glassia"
 
 
-def suggestion(action: SuggestedAction, patient_id: str, reason: str) -> dict[str, Any]:
-    """One suggestion with one action: Epic applies a single action per suggestion."""
-    if isinstance(action, OrderTest):
-        return _order_test(action, patient_id, reason)
-    raise TypeError(f"no renderer for {type(action).__name__}")
-
-
-def _order_test(action: OrderTest, patient_id: str, reason: str) -> dict[str, Any]:
-    concept = terminology.observations().concepts[action.concept]
-    code = concept.codes[0]
-    category = terminology.service_categories().concepts["laboratory"].codes[0]
-    resource = ServiceRequest.model_validate(
-        {
-            "resourceType": "ServiceRequest",
-            "status": "draft",
-            "intent": "proposal",
-            "category": [{"coding": [_coding(category)]}],
-            "code": {
-                "coding": [_coding(code)],
-                "text": concept.display,
-            },
-            "subject": {"reference": f"Patient/{patient_id}"},
-            "reasonCode": [{"text": reason}],
-        }
-    )
+def suggestion(
+    action: SuggestedAction, patient_id: str, reason: str, resources: Resources
+) -> dict[str, Any] | None:
+    """One suggestion with one action (Epic applies a single action per suggestion)."""
+    built = _action(action, patient_id, reason, resources)
+    if built is None:
+        return None
     return {
         "label": action.label,
         "uuid": str(uuid.uuid4()),
         "isRecommended": True,
-        "actions": [
+        "actions": [built],
+    }
+
+
+def _action(
+    action: SuggestedAction, patient_id: str, reason: str, resources: Resources
+) -> dict[str, Any] | None:
+    match action:
+        case OrderTest():
+            return _create(_lab_order(action, patient_id, reason), action.label)
+        case OrderService():
+            return _create(_service_order(action, patient_id, reason), action.label)
+        case PrescribeAugmentation():
+            return _create(_augmentation(action, patient_id, reason), action.label)
+        case StopOrder():
+            return _update(resources.get(action.reference), action.label, _stopped)
+        case CorrectDose():
+            return _update(resources.get(action.reference), action.label, _dose(action.dose_mg))
+        case RemoveDraft():
+            return {"type": "delete", "description": action.label, "resourceId": action.reference}
+    raise TypeError(f"no renderer for {type(action).__name__}")
+
+
+def _create(resource: Any, description: str) -> dict[str, Any]:
+    return {"type": "create", "description": description, "resource": _json(resource)}
+
+
+def _json(resource: Any) -> dict[str, Any]:
+    return resource.model_dump(mode="json", exclude_none=True)
+
+
+def _coding(code: terminology.Code) -> dict[str, str]:
+    return {"system": code.system, "code": code.code, "display": code.display}
+
+
+def _order_code(name: str) -> dict[str, str]:
+    return _coding(terminology.order_codes().concepts[name].codes[0])
+
+
+def _lab_order(action: OrderTest, patient_id: str, reason: str) -> ServiceRequest:
+    concept = terminology.observations().concepts[action.concept]
+    return ServiceRequest.model_validate(
+        {
+            "resourceType": "ServiceRequest",
+            "status": "draft",
+            "intent": "proposal",
+            "category": [{"coding": [_order_code("laboratory")]}],
+            "code": {"coding": [_coding(concept.codes[0])], "text": concept.display},
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "reasonCode": [{"text": reason}],
+        }
+    )
+
+
+def _service_order(action: OrderService, patient_id: str, reason: str) -> ServiceRequest:
+    """Procedures and referrals without a verified code: described in words (code.text)."""
+    return ServiceRequest.model_validate(
+        {
+            "resourceType": "ServiceRequest",
+            "status": "draft",
+            "intent": "proposal",
+            "code": {"text": action.text},
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "reasonCode": [{"text": reason}],
+        }
+    )
+
+
+def _weekly_dose(dose_mg: float) -> dict[str, Any]:
+    return {
+        "text": f"{dose_mg:,.0f} mg (60 mg/kg) IV once weekly",
+        "route": {"coding": [_order_code("intravenous")]},
+        "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "wk"}},
+        "doseAndRate": [
             {
-                "type": "create",
-                "description": action.label,
-                "resource": resource.model_dump(mode="json", exclude_none=True),
+                "doseQuantity": {
+                    "value": round(dose_mg),
+                    "unit": "mg",
+                    "system": terminology.UCUM,
+                    "code": "mg",
+                }
             }
         ],
     }
 
 
-def _coding(code: terminology.Code) -> dict[str, str]:
-    return {"system": code.system, "code": code.code, "display": code.display}
+def _augmentation(action: PrescribeAugmentation, patient_id: str, reason: str) -> MedicationRequest:
+    return MedicationRequest.model_validate(
+        {
+            "resourceType": "MedicationRequest",
+            "status": "draft",
+            "intent": "proposal",
+            "medicationCodeableConcept": {"text": A1PI_TEXT},
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "reasonCode": [{"text": reason}],
+            "dosageInstruction": [_weekly_dose(action.dose_mg)],
+            "note": [{"text": f"Dose from the latest weight, {action.weight_kg:g} kg."}],
+        }
+    )
+
+
+def _stopped(resource: dict[str, Any]) -> None:
+    resource["status"] = "stopped"
+
+
+def _dose(dose_mg: float):
+    def change(resource: dict[str, Any]) -> None:
+        resource["dosageInstruction"] = [_weekly_dose(dose_mg)]
+
+    return change
+
+
+def _update(original: Mapping[str, Any] | None, description: str, change) -> dict[str, Any] | None:
+    if original is None or original.get("resourceType") != "MedicationRequest":
+        return None
+    resource = copy.deepcopy(dict(original))
+    change(resource)
+    try:
+        valid = MedicationRequest.model_validate(resource)
+    except ValidationError:
+        return None
+    return {"type": "update", "description": description, "resource": _json(valid)}

@@ -54,6 +54,8 @@ class Measurement:
     source: Source
     preliminary: bool = False
     post_bronchodilator: bool | None = None
+    # The lab's own verdict: interpretation L/LL, or below its reference range; None if silent.
+    below_range: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -173,8 +173,24 @@ def _measure(
 ) -> None:
     preliminary = _preliminary(resource, source, facts, concept.replace("_", " "))
     facts.measurements.setdefault(concept, []).append(
-        Measurement(concept, value, unit, source, preliminary, post_bd)
+        Measurement(concept, value, unit, source, preliminary, post_bd, _below_range(resource))
     )
+
+
+LOW_INTERPRETATIONS = frozenset({"L", "LL", "LU"})
+
+
+def _below_range(resource: Json) -> bool | None:
+    """The lab's own low flag, from the interpretation code or the reference range."""
+    codes = {c.get("code") for i in as_list(resource.get("interpretation")) for c in codings(i)}
+    if codes & LOW_INTERPRETATIONS:
+        return True
+    value = as_dict(resource.get("valueQuantity")).get("value")
+    for reference in as_list(resource.get("referenceRange")):
+        low = as_dict(as_dict(reference).get("low")).get("value")
+        if isinstance(low, int | float) and isinstance(value, int | float):
+            return value < low
+    return False if codes else None
 
 
 def _plausible(kind: str, value: float, label: str, source: Source, facts: PatientFacts) -> bool:

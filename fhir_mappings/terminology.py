@@ -134,8 +134,8 @@ def procedures() -> ValueSets:
 
 
 @cache
-def service_categories() -> ValueSets:
-    return ValueSets(_load("service_categories.json"))
+def order_codes() -> ValueSets:
+    return ValueSets(_load("order_codes.json"))
 
 
 @cache

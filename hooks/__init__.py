@@ -6,35 +6,91 @@ from collections.abc import Callable
 
 from fhir_mappings import PatientFacts
 
-from . import diagnosis
-from .recommendation import Evidence, OrderTest, Reason, Recommendation, SuggestedAction
+from . import augmentation, diagnosis, immunoglobulin, monitoring, smoking
+from .policy import Policy
+from .recommendation import (
+    CorrectDose,
+    Evidence,
+    OrderService,
+    OrderTest,
+    PrescribeAugmentation,
+    Reason,
+    Recommendation,
+    RemoveDraft,
+    StopOrder,
+    SuggestedAction,
+)
 
-Rule = Callable[[PatientFacts], Recommendation | None]
+Rule = Callable[[PatientFacts, Policy], Recommendation | None]
 
-# The rules of each hook, in the order their cards are shown.
+# The rules of each hook, in the order their cards are shown (most urgent areas first).
 RULES: dict[str, tuple[Rule, ...]] = {
-    "patient-view": (diagnosis.testing_recommended,),
+    "patient-view": (
+        augmentation.augmentation,
+        augmentation.dose_check,
+        augmentation.advanced_disease_referral,
+        diagnosis.results_discordant,
+        smoking.smoking_cessation,
+        diagnosis.testing_recommended,
+        diagnosis.genotype_recommended,
+        immunoglobulin.replacement_indicated,
+        immunoglobulin.replacement_not_indicated,
+        immunoglobulin.trough_low,
+        smoking.smoking_status_unknown,
+        monitoring.spirometry_due,
+        monitoring.liver_monitoring,
+        monitoring.vaccinations_due,
+        diagnosis.family_testing,
+    ),
     "order-select": (),
     "order-sign": (),
 }
 
+# A topic is dropped when one of these is present: they would contradict it, or repeat it.
+SUPPRESSED_BY: dict[str, frozenset[str]] = {
+    "augmentation-candidate": frozenset(
+        {
+            "augmentation-not-indicated",
+            "augmentation-discontinue",
+            "augmentation-contraindicated",
+            "augmentation-specialist-review",
+        }
+    ),
+    "augmentation-dose-check": frozenset(
+        {"augmentation-discontinue", "augmentation-contraindicated"}
+    ),
+    "spirometry-due": frozenset({"augmentation-workup-incomplete"}),
+    "smoking-status-unknown": frozenset({"augmentation-workup-incomplete"}),
+}
 
-def evaluate(hook: str, facts: PatientFacts) -> list[Recommendation]:
-    """Run the rules of ``hook``; at most one recommendation per topic."""
+
+def evaluate(hook: str, facts: PatientFacts, policy: Policy | None = None) -> list[Recommendation]:
+    """Run the rules of ``hook``: at most one recommendation per topic, none contradicting."""
+    policy = policy or Policy()
     found: dict[str, Recommendation] = {}
     for rule in RULES[hook]:
-        recommendation = rule(facts)
+        recommendation = rule(facts, policy)
         if recommendation is not None and recommendation.topic not in found:
             found[recommendation.topic] = recommendation
-    return list(found.values())
+    return [
+        rec
+        for topic, rec in found.items()
+        if not SUPPRESSED_BY.get(topic, frozenset()) & found.keys()
+    ]
 
 
 __all__ = [
     "RULES",
+    "CorrectDose",
     "Evidence",
+    "OrderService",
     "OrderTest",
+    "Policy",
+    "PrescribeAugmentation",
     "Reason",
     "Recommendation",
+    "RemoveDraft",
+    "StopOrder",
     "SuggestedAction",
     "evaluate",
 ]

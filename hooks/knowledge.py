@@ -27,6 +27,11 @@ class Guideline:
     url: str
 
 
+def load(name: str) -> dict[str, Any]:
+    """A data file of this package, without its ``_about`` notes."""
+    return _load(name)
+
+
 def _load(name: str) -> dict[str, Any]:
     text = resources.files("hooks").joinpath("data", name).read_text(encoding="utf-8")
     return {key: value for key, value in json.loads(text).items() if not key.startswith("_")}
@@ -48,5 +53,6 @@ def override_reasons() -> dict[str, str]:
 
 
 @cache
-def threshold(name: str) -> float:
-    return float(_load("thresholds.json")[name]["value"])
+def threshold(name: str) -> Any:
+    """A clinical threshold from data/thresholds.json (a number, or a [low, high] pair)."""
+    return _load("thresholds.json")[name]["value"]

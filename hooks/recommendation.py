@@ -36,13 +36,58 @@ class Evidence:
 
 @dataclass(frozen=True, slots=True)
 class OrderTest:
-    """Suggest ordering a test, named by an observation concept of fhir_mappings."""
+    """Suggest ordering a lab test, named by an observation concept of fhir_mappings."""
 
     concept: str
     label: str
 
 
-SuggestedAction = OrderTest
+@dataclass(frozen=True, slots=True)
+class OrderService:
+    """Suggest a procedure or referral that has no verified code: described in words."""
+
+    text: str
+    label: str
+    kind: str = "procedure"  # "procedure" | "referral"
+
+
+@dataclass(frozen=True, slots=True)
+class PrescribeAugmentation:
+    """Suggest A1PI at the labelled dose, computed from the latest weight."""
+
+    dose_mg: float
+    weight_kg: float
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class StopOrder:
+    """Suggest stopping an active MedicationRequest (``MedicationRequest/id``)."""
+
+    reference: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveDraft:
+    """Suggest deleting a draft order (``MedicationRequest/id``) before it is signed."""
+
+    reference: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class CorrectDose:
+    """Suggest replacing an order's dose with the labelled one."""
+
+    reference: str
+    dose_mg: float
+    label: str
+
+
+SuggestedAction = (
+    OrderTest | OrderService | PrescribeAugmentation | StopOrder | RemoveDraft | CorrectDose
+)
 
 
 @dataclass(frozen=True, slots=True)

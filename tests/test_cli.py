@@ -19,7 +19,7 @@ def test_evaluate_prints_readable_cards(capsys):
 
 
 def test_evaluate_json_is_a_valid_response(capsys):
-    path = FIXTURES / "patients" / "testing-copd-tested.json"
+    path = FIXTURES / "patients" / "testing-copd-refuted.json"
     assert main(["evaluate", str(path), "--json", "--date", "2026-11-21"]) == 0
     response = json.loads(capsys.readouterr().out)
     assert check("response", response) == []

@@ -1,0 +1,58 @@
+"""Policy: the choices where guidelines differ, set by configuration (README "Policy").
+
+The FEV1 window profile (``a1f-2016`` by default, ``cts-2012`` selectable), the lookback
+windows after which a result is stale, and the AAT grey zone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache
+
+from fhir_mappings import Lookbacks
+from fhir_mappings.aat import constants
+
+from .knowledge import load
+
+
+@dataclass(frozen=True, slots=True)
+class Fev1Window:
+    """FEV1 % predicted bounds: recommend up to ``recommend_max``; consider up to
+    ``consider_max`` (None: no upper bound, discuss); below ``minimum`` is outside."""
+
+    profile: str
+    label: str
+    recommend_max: float
+    consider_max: float | None
+    minimum: float | None
+    source: str
+
+
+@cache
+def fev1_windows() -> dict[str, Fev1Window]:
+    return {
+        name: Fev1Window(
+            name, e["label"], e["recommend_max"], e["consider_max"], e.get("min"), e["source"]
+        )
+        for name, e in load("policy.json").items()
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    fev1_window: str = "a1f-2016"
+    lookbacks: Lookbacks = field(default_factory=Lookbacks)
+    aat_grey_zone_mg_dl: tuple[float, float] = field(
+        default_factory=lambda: constants().grey_zone_mg_dl
+    )
+
+    def __post_init__(self) -> None:
+        if self.fev1_window not in fev1_windows():
+            raise ValueError(f"fev1_window must be one of {', '.join(fev1_windows())}")
+        low, high = self.aat_grey_zone_mg_dl
+        if not 0 <= low < high:
+            raise ValueError("aat_grey_zone_mg_dl must be two increasing values")
+
+    @property
+    def window(self) -> Fev1Window:
+        return fev1_windows()[self.fev1_window]
