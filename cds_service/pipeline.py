@@ -37,7 +37,7 @@ def evaluate(
     policy = policy or Policy()
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    facts = map_patient(resources, as_of or date.today(), incomplete, policy.lookbacks)
+    facts = map_patient(resources, as_of or today(), incomplete, policy.lookbacks)
     timings["map"] = _lap(started)
     started = time.perf_counter()
     recommendations = hooks.evaluate(hook, facts, policy)
@@ -46,6 +46,11 @@ def evaluate(
     response = render_response(recommendations, patient_id, _by_reference(resources))
     timings["render"] = _lap(started)
     return Evaluation(response, [r.topic for r in recommendations], timings)
+
+
+def today() -> date:
+    """The date results are judged against (one place, so tests can pin it)."""
+    return date.today()
 
 
 def _by_reference(resources: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -48,12 +48,14 @@ RULES: dict[str, tuple[Rule, ...]] = {
 
 # A topic is dropped when one of these is present: they would contradict it, or repeat it.
 SUPPRESSED_BY: dict[str, frozenset[str]] = {
+    # Never advise starting therapy on results that contradict each other.
     "augmentation-candidate": frozenset(
         {
             "augmentation-not-indicated",
             "augmentation-discontinue",
             "augmentation-contraindicated",
             "augmentation-specialist-review",
+            "results-discordant",
         }
     ),
     "augmentation-dose-check": frozenset(

@@ -194,7 +194,10 @@ def _not_severe(facts: PatientFacts, policy: Policy, on: list[MedicationOrder]) 
     kind = a.severity(facts)
     if kind in (a.SEVERE, a.BORDERLINE):
         return False, None
-    protective = a.below_protective(facts) is False
+    low = a.below_protective(facts)
+    if kind is not None and low:
+        return True, None  # a non-severe genotype with a severe level: results-discordant speaks
+    protective = low is False
     if kind is None and not protective:
         if on:
             return True, _discontinue_unestablished(facts, on)

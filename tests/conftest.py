@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
 import pytest
@@ -11,11 +12,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
-from cds_service import create_app
+from cds_service import create_app, pipeline
 
 from .support.conformance import assert_conformant
 
 TEST_ORIGIN = "https://ehr.example.org"
+TODAY = date(2026, 11, 21)  # the fixtures' dates are relative to this day
 TEST_SETTINGS: dict[str, Any] = {
     "cors_origins": (TEST_ORIGIN,),
     "fhir_timeout": 1.0,
@@ -35,6 +37,14 @@ class ConformanceClient(FlaskClient):
                 response.request.method, response.request.path, response.status_code, response.json
             )
         return response
+
+
+@pytest.fixture(autouse=True, scope="session")
+def pinned_today() -> Iterator[None]:
+    """Judge every fixture as of TODAY, whatever the calendar says when the suite runs."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "today", lambda: TODAY)
+        yield
 
 
 @pytest.fixture

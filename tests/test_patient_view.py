@@ -1,0 +1,237 @@
+"""aatd-patient-view over every fixture patient: the cards a clinician sees, and never others."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cds_service import create_app
+
+from .conftest import TEST_SETTINGS, ConformanceClient
+from .support.builders import FIXTURES, hook_request, load_bundle
+
+AUGMENTATION_EXCLUSIVE = {
+    "augmentation-candidate",
+    "augmentation-not-indicated",
+    "augmentation-specialist-review",
+    "augmentation-workup-incomplete",
+    "augmentation-discontinue",
+    "augmentation-contraindicated",
+}
+
+# fixture -> (topics that must appear with their indicator, topics that must not appear)
+TABLE: dict[str, tuple[dict[str, str], set[str]]] = {
+    "seed-000-zz-emphysema": (
+        {
+            "augmentation-candidate": "info",
+            "liver-monitoring": "info",
+            "vaccinations-due": "info",
+            "family-testing": "info",
+        },
+        {"aatd-testing-recommended", "augmentation-workup-incomplete", "smoking-cessation"},
+    ),
+    "seed-001-ms-obstruction": (
+        {"augmentation-not-indicated": "info", "family-testing": "info"},
+        {"augmentation-candidate", "liver-monitoring", "aatd-testing-recommended"},
+    ),
+    "seed-002-lung-transplant": (
+        {
+            "augmentation-specialist-review": "warning",
+            "immunoglobulin-replacement-indicated": "info",
+            "immunoglobulin-trough-low": "info",
+        },
+        {
+            "augmentation-candidate",
+            "augmentation-discontinue",
+            "immunoglobulin-replacement-not-indicated",
+        },
+    ),
+    "discontinue-lung-transplant-stable": (
+        {"augmentation-discontinue": "warning", "immunoglobulin-replacement-indicated": "info"},
+        {"augmentation-candidate", "augmentation-specialist-review"},
+    ),
+    "discontinue-mz-on-augmentation": (
+        {"augmentation-discontinue": "warning"},
+        {"augmentation-candidate"},
+    ),
+    "candidate-zz-current-smoker": (
+        {"smoking-cessation": "warning"},
+        {"augmentation-candidate", "smoking-status-unknown"},
+    ),
+    "candidate-zz-child": ({"augmentation-not-indicated": "info"}, {"augmentation-candidate"}),
+    "candidate-zz-fev1-72": ({"augmentation-candidate": "info"}, set()),
+    "candidate-zz-fev1-85": ({"augmentation-candidate": "info"}, {"augmentation-not-indicated"}),
+    "not-indicated-ms-no-lung-disease": ({"family-testing": "info"}, AUGMENTATION_EXCLUSIVE),
+    "not-indicated-zz-no-obstruction": (
+        {"augmentation-not-indicated": "info"},
+        {"augmentation-candidate", "augmentation-workup-incomplete"},
+    ),
+    "specialist-sz-low-level": (
+        {"augmentation-specialist-review": "warning"},
+        {"augmentation-candidate"},
+    ),
+    "specialist-sz-protective-level": (
+        {"augmentation-not-indicated": "info"},
+        {"augmentation-specialist-review", "augmentation-candidate"},
+    ),
+    "workup-zz-no-spirometry": (
+        {"augmentation-workup-incomplete": "info"},
+        {"augmentation-candidate", "spirometry-due"},
+    ),
+    "contraindicated-anaphylaxis-on-a1pi": (
+        {"augmentation-contraindicated": "critical"},
+        {"augmentation-candidate", "augmentation-dose-check"},
+    ),
+    "contraindicated-mild-rash-on-a1pi": ({}, {"augmentation-contraindicated"}),
+    "dose-check-underdosed": ({"augmentation-dose-check": "warning"}, {"augmentation-candidate"}),
+    "dose-check-correct": ({}, {"augmentation-dose-check", "augmentation-candidate"}),
+    "advanced-zz-fev1-20": (
+        {"advanced-disease-referral": "warning", "augmentation-specialist-review": "warning"},
+        {"augmentation-candidate"},
+    ),
+    "smoking-mz-current-smoker": ({"smoking-cessation": "warning"}, {"smoking-status-unknown"}),
+    "smoking-mz-former-smoker": ({}, {"smoking-cessation", "smoking-status-unknown"}),
+    "smoking-status-missing": ({"smoking-status-unknown": "info"}, {"smoking-cessation"}),
+    "spirometry-overdue-on-augmentation": ({"spirometry-due": "info"}, {"augmentation-candidate"}),
+    "monitoring-zz-up-to-date": ({}, {"liver-monitoring", "vaccinations-due", "spirometry-due"}),
+    "family-mm-normal": ({}, {"family-testing", "results-discordant"}),
+    "genotype-grey-zone-level": ({"genotype-recommended": "info"}, {"aatd-testing-recommended"}),
+    "genotype-grey-zone-phenotyped": ({}, {"genotype-recommended"}),
+    "discordant-mm-low-level": (
+        {"results-discordant": "warning"},
+        {"augmentation-not-indicated", "augmentation-candidate"},
+    ),
+    "discordant-zz-normal-level": ({"results-discordant": "warning"}, {"augmentation-candidate"}),
+    "discordant-mm-normal-level": ({}, {"results-discordant"}),
+    "immunoglobulin-low-igg-no-infections": (
+        {"immunoglobulin-replacement-not-indicated": "info"},
+        {"immunoglobulin-replacement-indicated"},
+    ),
+    "immunoglobulin-normal-igg": (
+        {},
+        {"immunoglobulin-replacement-not-indicated", "immunoglobulin-replacement-indicated"},
+    ),
+    "immunoglobulin-severe-untreated": (
+        {"immunoglobulin-replacement-indicated": "warning"},
+        {"immunoglobulin-replacement-not-indicated"},
+    ),
+    "immunoglobulin-trough-adequate": (
+        {},
+        {"immunoglobulin-trough-low", "immunoglobulin-replacement-not-indicated"},
+    ),
+    "testing-copd-untested": ({"aatd-testing-recommended": "info"}, AUGMENTATION_EXCLUSIVE),
+}
+
+
+def cards_for(client, fixture: str) -> dict[str, dict]:
+    response = client.post(
+        "/cds-services/aatd-patient-view", json=hook_request(load_bundle(fixture))
+    )
+    assert response.status_code == 200
+    cards = response.json["cards"]
+    topics = [card["source"]["topic"]["code"] for card in cards]
+    assert len(topics) == len(set(topics)), "one card per topic"
+    return {card["source"]["topic"]["code"]: card for card in cards}
+
+
+@pytest.mark.parametrize(("fixture", "expected", "forbidden"), [(k, *v) for k, v in TABLE.items()])
+def test_fixture_table(client, fixture, expected, forbidden):
+    cards = cards_for(client, fixture)
+    assert {topic: cards[topic]["indicator"] for topic in expected if topic in cards} == expected
+    assert not forbidden & cards.keys()
+
+
+ALL_FIXTURES = sorted(path.stem for path in (FIXTURES / "patients").glob("*.json"))
+
+
+@pytest.mark.parametrize("fixture", ALL_FIXTURES)
+def test_no_contradictory_augmentation_advice(client, fixture):
+    """At most one augmentation verdict per patient, never a candidate beside a refusal."""
+    cards = cards_for(client, fixture)
+    assert len(AUGMENTATION_EXCLUSIVE & cards.keys()) <= 1
+
+
+def test_every_topic_has_a_fixture_that_triggers_it(client):
+    """Every topic of the catalogue applies to a chart review; each must be reachable."""
+    from hooks.knowledge import topics
+
+    seen = set()
+    for fixture in ALL_FIXTURES:
+        seen |= cards_for(client, fixture).keys()
+    assert set(topics()) - seen == set()
+
+
+def test_seed_000_candidate_suggests_the_computed_dose(client):
+    card = cards_for(client, "seed-000-zz-emphysema")["augmentation-candidate"]
+    assert card["summary"] == "Start A1PI augmentation: 4,320 mg IV weekly (60 mg/kg x 72 kg)"
+    [suggestion] = card["suggestions"]
+    [action] = suggestion["actions"]
+    request = action["resource"]
+    assert (action["type"], request["resourceType"], request["status"]) == (
+        "create",
+        "MedicationRequest",
+        "draft",
+    )
+    dosage = request["dosageInstruction"][0]
+    assert dosage["doseAndRate"][0]["doseQuantity"] == {
+        "value": 4320,
+        "unit": "mg",
+        "system": "http://unitsofmeasure.org",
+        "code": "mg",
+    }
+    assert dosage["timing"]["repeat"] == {"frequency": 1, "period": 1.0, "periodUnit": "wk"}
+    for fact in ("PI*ZZ", "7.3 umol/L", "FEV1 42 % predicted", "former smoker", "weight 72 kg"):
+        assert fact in card["detail"]
+
+
+def test_seed_001_ms_is_told_augmentation_is_not_indicated(client):
+    card = cards_for(client, "seed-001-ms-obstruction")["augmentation-not-indicated"]
+    assert "PI*MS" in card["summary"]
+    assert "not a severe deficiency" in card["summary"]
+
+
+def test_seed_002_review_says_routine_maintenance_is_not_recommended(client):
+    card = cards_for(client, "seed-002-lung-transplant")["augmentation-specialist-review"]
+    assert (
+        "Routine maintenance augmentation after lung transplant is not recommended"
+        in card["detail"]
+    )
+    assert "Moderate acute cellular rejection" in card["detail"]
+    assert "AAT is made in the liver" in card["detail"]  # the reference's correction of seed 002
+    ivig = cards_for(client, "seed-002-lung-transplant")["immunoglobulin-replacement-indicated"]
+    assert "IgG 495 mg/dL" in ivig["detail"]
+    assert "3 serious infection episode(s)" in ivig["detail"]
+
+
+def test_discontinue_suggests_stopping_the_active_order(client):
+    card = cards_for(client, "discontinue-lung-transplant-stable")["augmentation-discontinue"]
+    [suggestion] = card["suggestions"]
+    [action] = suggestion["actions"]
+    assert action["type"] == "update"
+    assert action["resource"]["id"] == "ltx-stable-prolastin"
+    assert action["resource"]["status"] == "stopped"
+
+
+def test_dose_check_suggests_the_labelled_dose(client):
+    card = cards_for(client, "dose-check-underdosed")["augmentation-dose-check"]
+    assert "44 mg/kg/week" in card["summary"]
+    [action] = card["suggestions"][0]["actions"]
+    assert action["type"] == "update"
+    assert (
+        action["resource"]["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"]
+        == 5400
+    )
+
+
+def test_cts_policy_moves_the_fev1_window():
+    client = create_app({**TEST_SETTINGS, "fev1_window": "cts-2012"}).test_client()
+    client.__class__ = ConformanceClient
+    assert "augmentation-not-indicated" in cards_for(client, "candidate-zz-fev1-85")
+    assert "augmentation-candidate" in cards_for(client, "candidate-zz-fev1-72")
+
+
+def test_every_fixture_names_what_it_is_for():
+    for path in sorted((FIXTURES / "patients").glob("*.json")):
+        bundle = load_bundle(Path(path).stem)
+        assert bundle["meta"]["tag"][0]["display"], path
