@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from hooks import Recommendation
+from hooks import Necessity, Recommendation
 from hooks.knowledge import (
     OVERRIDE_REASON_SYSTEM,
     TOPIC_SYSTEM,
@@ -63,6 +63,8 @@ def render_card(rec: Recommendation, patient_id: str, resources: Resources) -> d
 def detail(rec: Recommendation) -> str:
     """Markdown: Why, What the guideline says, What is missing."""
     parts = ["**Why**", *(f"- {_reason(r)}" for r in rec.reasons)]
+    if rec.necessity is not None:
+        parts += ["", *_necessity(rec.necessity)]
     parts += ["", "**What the guideline says**", rec.advice, ""]
     for evidence in rec.evidence:
         label = guidelines()[evidence.guideline].label
@@ -70,6 +72,23 @@ def detail(rec: Recommendation) -> str:
     if rec.missing:
         parts += ["", "**What is missing**", *(f"- {item}" for item in rec.missing)]
     return "\n".join(parts)
+
+
+def _necessity(necessity: Necessity) -> list[str]:
+    """The medical-necessity statement a prior-authorization reviewer reads."""
+    rows = [
+        f"| {c.name} | {c.status} | {_reason(c.fact).replace('|', '/')} |"
+        for c in necessity.criteria
+    ]
+    return [
+        f"**Medical necessity: {necessity.order}**",
+        "",
+        "| Criterion | Status | Fact |",
+        "|---|---|---|",
+        *rows,
+        "",
+        f"**Conclusion: {necessity.conclusion}**",
+    ]
 
 
 def _reason(reason: Any) -> str:

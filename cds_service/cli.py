@@ -90,7 +90,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     if len(patients) != 1 or not isinstance(patients[0].get("id"), str):
         raise UsageError(f"{args.bundle} must hold exactly one Patient with an id")
     policy = Settings.load().policy()
-    result = evaluate(args.hook, resources, patients[0]["id"], policy, as_of=args.date)
+    # Offline, the Bundle's draft orders are the ones under review for the order hooks.
+    drafts = {
+        f"MedicationRequest/{r['id']}": True
+        for r in resources
+        if r["resourceType"] == "MedicationRequest" and r.get("status") == "draft" and "id" in r
+    }
+    result = evaluate(
+        args.hook, resources, patients[0]["id"], policy, as_of=args.date, drafts=drafts
+    )
+
     if args.json:
         print(json.dumps(result.response, indent=2, ensure_ascii=False))
     else:

@@ -7,13 +7,14 @@ shows exactly what an EHR would get.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 import hooks
 from fhir_mappings import map_patient
+from fhir_mappings.fhirjson import bundle_resources
 from hooks import Policy
 
 from .cards import render_response
@@ -33,11 +34,13 @@ def evaluate(
     policy: Policy | None = None,
     as_of: date | None = None,
     incomplete: Iterable[str] = (),
+    drafts: Mapping[str, bool] | None = None,
 ) -> Evaluation:
+    """``drafts``: the hook's draft orders (``MedicationRequest/x``), True when under review."""
     policy = policy or Policy()
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    facts = map_patient(resources, as_of or today(), incomplete, policy.lookbacks)
+    facts = map_patient(resources, as_of or today(), incomplete, policy.lookbacks, drafts)
     timings["map"] = _lap(started)
     started = time.perf_counter()
     recommendations = hooks.evaluate(hook, facts, policy)
@@ -64,3 +67,24 @@ def _by_reference(resources: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def _lap(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
+
+
+def draft_orders(
+    bundle: Mapping[str, Any] | None, selections: Iterable[str] | None
+) -> tuple[list[dict[str, Any]], dict[str, bool]]:
+    """Resources of ``context.draftOrders`` and which orders are under review.
+
+    order-select reviews the ``selections`` only (the other drafts are context); order-sign
+    (``selections`` None) reviews every draft. Medication resources in the Bundle come
+    along, so that a ``medicationReference`` resolves.
+    """
+    resources = list(bundle_resources(bundle or {}))
+    chosen = None if selections is None else set(selections)
+    drafts = {
+        f"{r['resourceType']}/{r['id']}": chosen is None
+        or f"{r['resourceType']}/{r['id']}" in chosen
+        for r in resources
+        if r["resourceType"] in ("MedicationRequest", "MedicationStatement")
+        and isinstance(r.get("id"), str)
+    }
+    return resources, drafts

@@ -10,7 +10,7 @@ from flask import Blueprint, Response, request
 
 from . import logs
 from .errors import Issue, ServiceError
-from .pipeline import evaluate
+from .pipeline import draft_orders, evaluate
 from .prefetch import Gathered, gather
 from .runtime import runtime
 from .services import SERVICES, Service
@@ -44,14 +44,17 @@ def invoke(service_id: str) -> Response:
     validate_request(body, service)
     gathered = gather(body, service.queries, runtime().settings, runtime().executor)
     gather_ms = round((time.perf_counter() - started) * 1000, 3)
-    patient_id = body["context"]["patientId"]
+    context = body["context"]
+    patient_id = context["patientId"]
     check_patient(gathered, patient_id)
+    drafts, review = draft_orders(context.get("draftOrders"), context.get("selections"))
     result = evaluate(
         service.hook,
-        gathered.resources,
+        [*drafts, *gathered.resources],  # drafts first: they win over a stored copy
         patient_id,
         runtime().policy,
         incomplete=gathered.incomplete,
+        drafts=review,
     )
     timings = {"gather": gather_ms, **result.timings}
     logs.event(

@@ -116,6 +116,8 @@ class MedicationOrder:
     interval_days: float | None = None
     mg_per_kg_per_week: float | None = None
     g_per_kg_per_dose: float | None = None
+    # A draft the clinician is selecting or signing now (order-select / order-sign).
+    under_review: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +213,9 @@ class PatientFacts:
 
     def orders_of(self, product: str, state: str | None = None) -> list[MedicationOrder]:
         return [o for o in self.orders if o.product == product and state in (None, o.state)]
+
+    def orders_under_review(self, product: str) -> list[MedicationOrder]:
+        return [o for o in self.orders if o.product == product and o.under_review]
 
     def complete(self, *resource_types: str) -> bool:
         """True when none of these resource types may have been cut short while gathering."""

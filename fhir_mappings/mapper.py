@@ -41,6 +41,7 @@ class _Pass:
 
     facts: PatientFacts
     medications: dict[str, Json]
+    drafts: Mapping[str, bool]
     alleles: AlleleEvidence = field(default_factory=AlleleEvidence)
 
 
@@ -49,11 +50,13 @@ def map_patient(
     as_of: date,
     incomplete: Iterable[str] = (),
     lookbacks: Lookbacks | None = None,
+    drafts: Mapping[str, bool] | None = None,
 ) -> PatientFacts:
     """Build the facts for the one patient these resources describe.
 
     ``incomplete`` names resource types that gathering may have cut short, so that rules
-    never conclude "not on record" from a partial list.
+    never conclude "not on record" from a partial list. ``drafts`` maps the references of
+    the hook's draft orders (``MedicationRequest/x``) to whether each is under review.
     """
     facts = PatientFacts(as_of=as_of, incomplete=frozenset(incomplete))
     unique = _unique(resources, facts)
@@ -62,7 +65,7 @@ def map_patient(
         for r in unique
         if r["resourceType"] == "Medication" and isinstance(r.get("id"), str)
     }
-    state = _Pass(facts, medications)
+    state = _Pass(facts, medications, drafts or {})
     patient_id = _patient_id(unique)
     for resource in unique:
         handler = _HANDLERS.get(resource["resourceType"])
@@ -199,7 +202,7 @@ def _observation(resource: Json, source: Source, state: _Pass) -> None:
 
 
 def _order(resource: Json, source: Source, state: _Pass) -> None:
-    read_order(resource, source, state.facts, state.medications)
+    read_order(resource, source, state.facts, state.medications, state.drafts)
 
 
 def _immunization(resource: Json, source: Source, state: _Pass) -> None:

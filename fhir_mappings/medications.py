@@ -8,6 +8,7 @@ mg/kg/week (A1PI) and g/kg per dose (immune globulin) with the latest weight, af
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from functools import cache
 from typing import Any
@@ -66,10 +67,23 @@ def medication_concept(resource: Json, medications: dict[str, Json]) -> Any:
     return as_dict(medication).get("code")
 
 
+WITHDRAWN_DRAFT = frozenset({"cancelled", "entered-in-error"})
+
+
 def read_order(
-    resource: Json, source: Source, facts: PatientFacts, medications: dict[str, Json]
+    resource: Json,
+    source: Source,
+    facts: PatientFacts,
+    medications: dict[str, Json],
+    drafts: Mapping[str, bool],
 ) -> None:
-    state = ACTIVE[resource["resourceType"]].get(str(resource.get("status")))
+    """``drafts``: draft orders of the hook's context, each True when under review."""
+    under_review = drafts.get(source.reference)
+    if under_review is not None and resource.get("status") not in WITHDRAWN_DRAFT:
+        state: str | None = "draft"
+    else:
+        state = ACTIVE[resource["resourceType"]].get(str(resource.get("status")))
+        under_review = False
     if state is None:
         return
     concept = medication_concept(resource, medications)
@@ -90,6 +104,7 @@ def read_order(
             dose=dose,
             dose_unit=unit,
             interval_days=_interval_days(dosage),
+            under_review=bool(under_review),
         )
     )
 

@@ -6,11 +6,13 @@ from collections.abc import Callable
 
 from fhir_mappings import PatientFacts
 
-from . import augmentation, diagnosis, immunoglobulin, monitoring, smoking
+from . import augmentation, diagnosis, immunoglobulin, monitoring, orders, smoking
 from .policy import Policy
 from .recommendation import (
     CorrectDose,
+    Criterion,
     Evidence,
+    Necessity,
     OrderService,
     OrderTest,
     PrescribeAugmentation,
@@ -22,6 +24,13 @@ from .recommendation import (
 )
 
 Rule = Callable[[PatientFacts, Policy], Recommendation | None]
+
+# Order hooks judge the orders under review: the selected ones, or all drafts when signing.
+ORDER_RULES: tuple[Rule, ...] = (
+    orders.augmentation_order,
+    orders.augmentation_order_dose,
+    orders.immunoglobulin_order,
+)
 
 # The rules of each hook, in the order their cards are shown (most urgent areas first).
 RULES: dict[str, tuple[Rule, ...]] = {
@@ -42,8 +51,8 @@ RULES: dict[str, tuple[Rule, ...]] = {
         monitoring.vaccinations_due,
         diagnosis.family_testing,
     ),
-    "order-select": (),
-    "order-sign": (),
+    "order-select": ORDER_RULES,
+    "order-sign": ORDER_RULES,
 }
 
 # A topic is dropped when one of these is present: they would contradict it, or repeat it.
@@ -59,7 +68,7 @@ SUPPRESSED_BY: dict[str, frozenset[str]] = {
         }
     ),
     "augmentation-dose-check": frozenset(
-        {"augmentation-discontinue", "augmentation-contraindicated"}
+        {"augmentation-discontinue", "augmentation-contraindicated", "augmentation-not-indicated"}
     ),
     "spirometry-due": frozenset({"augmentation-workup-incomplete"}),
     "smoking-status-unknown": frozenset({"augmentation-workup-incomplete"}),
@@ -84,7 +93,9 @@ def evaluate(hook: str, facts: PatientFacts, policy: Policy | None = None) -> li
 __all__ = [
     "RULES",
     "CorrectDose",
+    "Criterion",
     "Evidence",
+    "Necessity",
     "OrderService",
     "OrderTest",
     "Policy",

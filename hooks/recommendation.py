@@ -91,6 +91,28 @@ SuggestedAction = (
 
 
 @dataclass(frozen=True, slots=True)
+class Criterion:
+    """One medical-necessity criterion of an order: met, not met or unknown, and why."""
+
+    name: str
+    status: str  # "met" | "not met" | "unknown"
+    fact: Reason
+
+    def __post_init__(self) -> None:
+        if self.status not in ("met", "not met", "unknown"):
+            raise ValueError(f"criterion status {self.status!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Necessity:
+    """What a prior-authorization reviewer reads: the criteria and the conclusion."""
+
+    order: str
+    criteria: tuple[Criterion, ...]
+    conclusion: str  # "supported" | "not supported" | "needs documentation"
+
+
+@dataclass(frozen=True, slots=True)
 class Recommendation:
     topic: str
     summary: str
@@ -100,6 +122,7 @@ class Recommendation:
     missing: tuple[str, ...] = ()
     actions: tuple[SuggestedAction, ...] = ()
     indicator: str = field(default="")
+    necessity: Necessity | None = None
 
     def __post_init__(self) -> None:
         topic = topics().get(self.topic)
