@@ -11,10 +11,12 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from . import logs
+from .auth import init_auth
 from .config import Settings
 from .cors import init_cors
 from .errors import Issue, ServiceError, operation_outcome
-from .routes import bp, json_response
+from .responses import json_response
+from .routes import bp
 from .runtime import EXTENSION, Runtime
 
 # FHIR issue-type codes for the HTTP errors Werkzeug raises itself.
@@ -38,7 +40,9 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     )
     logs.LOGGER.setLevel(settings.log_level.upper())
     init_cors(app, settings)
+    init_auth(app, settings)
     app.register_blueprint(bp)
+
     _register_errors(app)
     return app
 

@@ -60,7 +60,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .app import create_app
 
-    settings = Settings.load(path=args.config)
+    settings = _serving_settings(Settings.load(path=args.config), args.host)
     logs.configure(settings.log_level)
 
     class Server(BaseApplication):  # type: ignore[misc]
@@ -84,7 +84,18 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serving_settings(settings: Settings, host: str) -> Settings:
+    """Auth is off by default only for a developer on loopback, and never off elsewhere."""
+    loopback = host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+    if settings.auth_mode is None:
+        return settings.with_values({"auth_mode": "off" if loopback else "required"})
+    if settings.auth_mode == "off" and not loopback:
+        raise ConfigError("auth_mode 'off' is only allowed when serving on a loopback address")
+    return settings
+
+
 def _evaluate(args: argparse.Namespace) -> int:
+
     resources = _read_bundle(args.bundle)
     patients = [r for r in resources if r.get("resourceType") == "Patient"]
     if len(patients) != 1 or not isinstance(patients[0].get("id"), str):

@@ -7,6 +7,7 @@ the TOML file, named by ``ALPHA1_CDS_CONFIG``, uses the field names as keys.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -17,8 +18,11 @@ from typing import Any
 from fhir_mappings import Lookbacks
 from hooks import Policy
 
+from .auth import TrustedClient
+
 ENV_PREFIX = "ALPHA1_CDS_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+AUTH_MODES = (None, "required", "off")
 
 
 class ConfigError(ValueError):
@@ -50,6 +54,18 @@ class Settings:
     lookback_igg_days: int = 182
     lookback_liver_tests_days: int = 365
     aat_grey_zone_mg_dl: tuple[float, ...] = (50.0, 80.0)
+    # Client JWTs: "required", or "off" for a developer on loopback; unset: required, except
+    # that `alpha1-cds serve` on a loopback address starts with it off.
+    auth_mode: str | None = None
+    trusted_clients: tuple[TrustedClient, ...] = ()
+    auth_leeway_seconds: float = 5.0
+    auth_max_token_lifetime_seconds: float = 3600.0
+    jwks_refresh_seconds: float = 60.0
+    # FHIR servers the EHR's access token may be sent to (URL prefixes; "*": any https
+    # server). With auth off, http on a loopback address is allowed as well.
+    fhir_allowed_servers: tuple[str, ...] = ()
+    # Resources accepted in one request (prefetch and draft orders together).
+    max_resources: int = 20_000
 
     def __post_init__(self) -> None:
         for name in ("fhir_timeout", "fhir_deadline"):
@@ -60,6 +76,10 @@ class Settings:
                 raise ConfigError(f"{name} must be at least 1")
         if "*" in self.cors_origins and self.cors_allow_credentials:
             raise ConfigError("cors_origins '*' cannot be combined with cors_allow_credentials")
+        if self.auth_mode not in AUTH_MODES:
+            raise ConfigError("auth_mode must be 'required' or 'off'")
+        if self.auth_leeway_seconds < 0 or self.auth_max_token_lifetime_seconds <= 0:
+            raise ConfigError("auth leeway and token lifetime must be positive")
         if self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         if self.public_base_url is not None and not self.public_base_url.startswith(
@@ -70,6 +90,10 @@ class Settings:
             self.policy()
         except ValueError as error:
             raise ConfigError(str(error)) from None
+
+    @property
+    def auth_required(self) -> bool:
+        return self.auth_mode != "off"
 
     def policy(self) -> Policy:
         """The clinical policy these settings choose."""
@@ -115,6 +139,8 @@ class Settings:
 def _parse(name: str, value: Any, default: Any) -> Any:
     """Coerce a TOML or environment value to the type of the setting's default."""
     try:
+        if name == "trusted_clients":
+            return _trusted_clients(value)
         if isinstance(default, bool):
             return _parse_bool(value)
         if isinstance(default, tuple):
@@ -128,6 +154,14 @@ def _parse(name: str, value: Any, default: Any) -> Any:
         return str(value)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{name}: cannot read {value!r} ({error})") from None
+
+
+def _trusted_clients(value: Any) -> tuple[TrustedClient, ...]:
+    """A JSON list (environment) or an array of tables (TOML) of trusted clients."""
+    items = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise ValueError("expected a list of tables with iss and jku, jwks_url or jwks_file")
+    return tuple(TrustedClient.from_mapping(item) for item in items)
 
 
 def _parse_bool(value: Any) -> bool:

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 LOGGER = logging.getLogger("alpha1_cds")
+LOGGER.addHandler(logging.NullHandler())  # silent until configure(): a library by default
 
 
 class JsonFormatter(logging.Formatter):
@@ -45,6 +46,8 @@ def configure(level: str) -> None:
     LOGGER.handlers[:] = [handler]
     LOGGER.setLevel(level.upper())
     LOGGER.propagate = False
+    # urllib3 logs each request URL at DEBUG; FHIR search URLs carry patient ids.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 def event(name: str, level: int = logging.INFO, **fields: Any) -> None:

@@ -22,7 +22,7 @@ from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fhir_mappings import Query
 from fhir_mappings.fhirjson import bundle_resources
@@ -92,7 +92,7 @@ def gather(
 ) -> Gathered:
     deadline = time.monotonic() + settings.fhir_deadline
     prefetch = request.get("prefetch") or {}
-    client = _client(request, settings)
+    client, why_not = _client(request, settings)
     gathered = Gathered()
     to_fetch: dict[str, Query] = {}
     to_continue: dict[str, Mapping[str, Any]] = {}
@@ -107,8 +107,8 @@ def gather(
             _use_prefetched(key, value, query, gathered, to_continue)
 
     if (to_fetch or to_continue) and client is None:
-        reasons = dict.fromkeys(to_fetch, "it is missing or failed, and no fhirServer was given")
-        reasons |= dict.fromkeys(to_continue, "it has more pages, and no fhirServer was given")
+        reasons = dict.fromkeys(to_fetch, f"it is missing or failed, and {why_not}")
+        reasons |= dict.fromkeys(to_continue, f"it has more pages, and {why_not}")
         raise _unobtainable(reasons)
 
     futures: dict[str, Future[Fetched]] = {
@@ -124,12 +124,41 @@ def gather(
     return gathered
 
 
-def _client(request: Mapping[str, Any], settings: Settings) -> FhirClient | None:
+def _client(request: Mapping[str, Any], settings: Settings) -> tuple[FhirClient | None, str]:
+    """A client for the request's fhirServer, or None and why not: there is none, or it may
+    not receive the access token (not https, or not on the allowlist)."""
     server = request.get("fhirServer")
     if not server:
-        return None
+        return None, "no fhirServer was given"
+    if not server_allowed(server, settings):
+        return None, "the fhirServer is not on the allowlist (the access token was not sent)"
     token = (request.get("fhirAuthorization") or {}).get("access_token")
-    return FhirClient(server, token, settings.fhir_timeout, settings.fhir_max_pages)
+    return FhirClient(server, token, settings.fhir_timeout, settings.fhir_max_pages), ""
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def server_allowed(server: str, settings: Settings) -> bool:
+    """https and allowlisted; in development (auth off), any http server on loopback too."""
+    try:
+        url = urlsplit(server)
+        host = url.hostname or ""
+    except ValueError:  # not a URL at all (e.g. "http://[")
+        return False
+
+    allowlist = settings.fhir_allowed_servers
+    if url.scheme == "https":
+        listed = (prefix.rstrip("/") for prefix in allowlist if prefix != "*")
+        return "*" in allowlist or any(_under(server, prefix) for prefix in listed)
+    loopback = host in LOOPBACK_HOSTS or host.startswith("127.")
+
+    return url.scheme == "http" and loopback and not settings.auth_required
+
+
+def _under(server: str, prefix: str) -> bool:
+    """``server`` is ``prefix`` or below it (not merely a longer host: a.org vs a.org.evil)."""
+    return server.rstrip("/") == prefix or server.startswith(prefix + "/")
 
 
 def _use_prefetched(

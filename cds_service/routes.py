@@ -8,10 +8,14 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
+from fhir_mappings.fhirjson import as_list
+
 from . import logs
 from .errors import Issue, ServiceError
+from .openapi import document
 from .pipeline import draft_orders, evaluate
 from .prefetch import Gathered, gather
+from .responses import json_response
 from .runtime import runtime
 from .services import SERVICES, Service
 from .validation import check
@@ -19,14 +23,14 @@ from .validation import check
 bp = Blueprint("cds", __name__)
 
 
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-    return Response(text, status=status, headers=headers, mimetype="application/json")
-
-
 @bp.get("/cds-services")
 def discovery() -> Response:
     return json_response({"services": [service.discovery() for service in SERVICES.values()]})
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return json_response(document())
 
 
 @bp.get("/healthz")
@@ -42,6 +46,7 @@ def invoke(service_id: str) -> Response:
         raise ServiceError.single(404, "not-found", f"No CDS service '{service_id}'")
     body = read_json()
     validate_request(body, service)
+    check_size(body, runtime().settings.max_resources)
     gathered = gather(body, service.queries, runtime().settings, runtime().executor)
     gather_ms = round((time.perf_counter() - started) * 1000, 3)
     context = body["context"]
@@ -107,6 +112,20 @@ def validate_request(body: Any, service: Service) -> None:
         issues = check(f"context-{service.hook}", body["context"], prefix="context")
     if issues:
         raise ServiceError(400, issues)
+
+
+def check_size(body: dict[str, Any], limit: int) -> None:
+    """413 when prefetch and draft orders hold more resources than the service will process."""
+    bundles = [*(body.get("prefetch") or {}).values(), body["context"].get("draftOrders")]
+    count = sum(
+        len(as_list(b.get("entry"))) if b.get("resourceType") == "Bundle" else 1
+        for b in bundles
+        if b
+    )
+    if count > limit:
+        raise ServiceError.single(
+            413, "too-costly", f"The request holds {count} resources; the limit is {limit}"
+        )
 
 
 def check_patient(gathered: Gathered, patient_id: str) -> None:

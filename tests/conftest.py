@@ -19,6 +19,8 @@ from .support.conformance import assert_conformant
 TEST_ORIGIN = "https://ehr.example.org"
 TODAY = date(2026, 11, 21)  # the fixtures' dates are relative to this day
 TEST_SETTINGS: dict[str, Any] = {
+    "auth_mode": "off",  # tests/test_auth.py covers client JWTs
+    "fhir_allowed_servers": ("https://fhir.example.org/r4",),
     "cors_origins": (TEST_ORIGIN,),
     "fhir_timeout": 1.0,
     "fhir_deadline": 2.0,
@@ -37,6 +39,15 @@ class ConformanceClient(FlaskClient):
                 response.request.method, response.request.path, response.status_code, response.json
             )
         return response
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fuzzing counts, for the record (tests/test_fuzz.py)."""
+    from .support.fuzzstats import REQUESTS
+
+    if REQUESTS:
+        counts = ", ".join(f"{key}: {n}" for key, n in sorted(REQUESTS.items()))
+        terminalreporter.write_line(f"fuzzing: {sum(REQUESTS.values())} requests ({counts})")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,0 +1,265 @@
+"""Client authentication: the CDS Hooks JWT, verified completely (CDS Hooks 2.0 "Security").
+
+Every discovery, service and feedback call carries ``Authorization: Bearer <JWT>`` signed by
+a trusted EHR. Checked here: an allowed asymmetric algorithm (never ``none`` or HMAC), an
+allowlisted issuer, a key found by ``kid`` in that issuer's JWKS (pinned, or fetched only
+from an allowlisted ``jku``), the signature, ``aud`` equal to the exact URL invoked, ``exp``
+and ``iat`` within a small leeway, a bounded lifetime, the tenant when configured, and a
+``jti`` never seen before. Any failure is a 401 with no detail; the reason is logged, the
+token never is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jwt
+import requests
+from flask import Flask, Response, g, request
+
+from . import logs
+from .errors import Issue, operation_outcome
+from .responses import json_response
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+
+ASYMMETRIC = frozenset(
+    {"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+)
+DEFAULT_ALGORITHMS = ("ES384", "RS384")
+REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti"]
+JWKS_TIMEOUT_SECONDS = 3.0
+JWKS_MAX_AGE_SECONDS = 3600.0
+
+
+class AuthError(Exception):
+    """Why a token was refused: for the log only, never for the response."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedClient:
+    """An EHR allowed to call: its issuer, where its keys are, and what it may use."""
+
+    iss: str
+    jku: tuple[str, ...] = ()
+    jwks_url: str | None = None
+    jwks_file: str | None = None
+    tenant: str | None = None
+    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+
+    def __post_init__(self) -> None:
+        if not (self.jku or self.jwks_url or self.jwks_file):
+            raise ValueError(f"trusted client {self.iss}: give jku, jwks_url or jwks_file")
+        unsafe = set(self.algorithms) - ASYMMETRIC
+        if unsafe:
+            raise ValueError(f"trusted client {self.iss}: algorithms not allowed: {sorted(unsafe)}")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> TrustedClient:
+        values = dict(data)
+        for name in ("jku", "algorithms"):
+            if isinstance(values.get(name), str):
+                values[name] = [values[name]]
+            if name in values:
+                values[name] = tuple(values[name])
+        return cls(**values)
+
+
+@dataclass(slots=True)
+class KeyStore:
+    """JWKS by source (URL or file), cached; refetched on an unknown kid at most once per
+    ``refresh_seconds``, so a flood of bad kids cannot turn into a flood of fetches."""
+
+    refresh_seconds: float
+    _sets: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def key(self, source: str, kid: str) -> jwt.PyJWK:
+        fetched_at, jwks = self._current(source)
+        found = _find(jwks, kid)
+        if found is None and time.monotonic() - fetched_at >= self.refresh_seconds:
+            _, jwks = self._load(source)
+            found = _find(jwks, kid)
+        if found is None:
+            raise AuthError(f"kid {kid!r} not in the JWKS of {source}")
+        return jwt.PyJWK(found)
+
+    def _current(self, source: str) -> tuple[float, dict[str, Any]]:
+        with self._lock:
+            cached = self._sets.get(source)
+        if cached is None or time.monotonic() - cached[0] > JWKS_MAX_AGE_SECONDS:
+            return self._load(source)
+        return cached
+
+    def _load(self, source: str) -> tuple[float, dict[str, Any]]:
+        jwks = _read_jwks(source)
+        entry = (time.monotonic(), jwks)
+        with self._lock:
+            self._sets[source] = entry
+        return entry
+
+
+def _read_jwks(source: str) -> dict[str, Any]:
+    try:
+        if source.startswith(("https://", "http://")):
+            response = requests.get(source, timeout=JWKS_TIMEOUT_SECONDS, allow_redirects=False)
+            response.raise_for_status()
+            jwks = response.json()
+        else:
+            jwks = json.loads(Path(source).read_text(encoding="utf-8"))
+    except (OSError, ValueError, requests.RequestException) as error:
+        raise AuthError(f"JWKS {source} unavailable ({type(error).__name__})") from None
+    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
+        raise AuthError(f"JWKS {source} has no keys")
+    return jwks
+
+
+def _find(jwks: Mapping[str, Any], kid: str) -> dict[str, Any] | None:
+    return next((k for k in jwks["keys"] if isinstance(k, dict) and k.get("kid") == kid), None)
+
+
+@dataclass(slots=True)
+class ReplayCache:
+    """``jti`` values seen, each kept until its token expires (lifetime is bounded)."""
+
+    _seen: dict[tuple[str, str], float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def first_use(self, iss: str, jti: str, expires: float) -> bool:
+        now = time.time()
+        with self._lock:
+            if len(self._seen) > 10_000:
+                self._seen = {k: v for k, v in self._seen.items() if v > now}
+            if (iss, jti) in self._seen and self._seen[(iss, jti)] > now:
+                return False
+            self._seen[(iss, jti)] = expires
+            return True
+
+
+@dataclass(slots=True)
+class Authenticator:
+    clients: dict[str, TrustedClient]
+    leeway: float
+    max_lifetime: float
+    keys: KeyStore
+    replays: ReplayCache = field(default_factory=ReplayCache)
+
+    def verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
+        """The verified claims, or AuthError saying why not."""
+        token = _bearer(authorization)
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise AuthError("not a JWT") from None
+        client = self._client(unverified)
+        algorithm = self._algorithm(header, client)
+        key = self.keys.key(self._key_source(header, client), _kid(header))
+        try:
+            claims = jwt.decode(
+                token,
+                key=key.key,
+                algorithms=[algorithm],
+                audience=audience,
+                issuer=client.iss,
+                leeway=self.leeway,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.PyJWTError as error:
+            raise AuthError(f"{type(error).__name__}: {error}") from None
+        self._check(claims, client)
+        return claims
+
+    def _client(self, claims: Mapping[str, Any]) -> TrustedClient:
+        client = self.clients.get(str(claims.get("iss")))
+        if client is None:
+            raise AuthError(f"issuer {str(claims.get('iss'))[:100]!r} is not trusted")
+        return client
+
+    @staticmethod
+    def _algorithm(header: Mapping[str, Any], client: TrustedClient) -> str:
+        algorithm = header.get("alg")
+        if algorithm not in client.algorithms:
+            raise AuthError(f"algorithm {str(algorithm)[:20]!r} not allowed")
+        if header.get("typ") not in (None, "JWT"):
+            raise AuthError("typ is not JWT")
+        return algorithm
+
+    @staticmethod
+    def _key_source(header: Mapping[str, Any], client: TrustedClient) -> str:
+        jku = header.get("jku")
+        if jku is not None:
+            if jku not in client.jku:
+                raise AuthError(f"jku {str(jku)[:200]!r} is not allowlisted for {client.iss}")
+            return jku
+        source = client.jwks_file or client.jwks_url
+        if source is None:
+            raise AuthError(f"no jku in the token and no pinned JWKS for {client.iss}")
+        return source
+
+    def _check(self, claims: Mapping[str, Any], client: TrustedClient) -> None:
+        if claims["exp"] - time.time() > self.max_lifetime + self.leeway:
+            raise AuthError("token lifetime exceeds the maximum")
+        if client.tenant is not None and claims.get("tenant") != client.tenant:
+            raise AuthError("tenant does not match")
+        if not isinstance(claims["jti"], str) or not claims["jti"]:
+            raise AuthError("jti missing")
+        expires = float(claims["exp"]) + self.leeway
+        if not self.replays.first_use(client.iss, claims["jti"], expires):
+            raise AuthError("jti replayed")
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise AuthError("no Authorization header")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("Authorization is not a Bearer token")
+    return token.strip()
+
+
+def _kid(header: Mapping[str, Any]) -> str:
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise AuthError("kid missing")
+    return kid
+
+
+PROTECTED_ENDPOINTS = frozenset({"cds.discovery", "cds.invoke", "cds.feedback"})
+
+
+def init_auth(app: Flask, settings: Settings) -> None:
+    """Require a verified client JWT on discovery, service and feedback calls."""
+    if not settings.auth_required:
+        logs.event("auth-off", logging.WARNING, note="client JWTs are not checked (development)")
+        return
+    authenticator = Authenticator(
+        clients={client.iss: client for client in settings.trusted_clients},
+        leeway=settings.auth_leeway_seconds,
+        max_lifetime=settings.auth_max_token_lifetime_seconds,
+        keys=KeyStore(settings.jwks_refresh_seconds),
+    )
+    base = settings.public_base_url.rstrip("/") if settings.public_base_url else None
+
+    @app.before_request
+    def authenticate() -> Response | None:
+        if request.method == "OPTIONS" or request.endpoint not in PROTECTED_ENDPOINTS:
+            return None
+        audience = f"{base}{request.path}" if base else request.base_url
+        try:
+            claims = authenticator.verify(request.headers.get("Authorization"), audience)
+        except AuthError as error:
+            logs.event("auth-rejected", logging.WARNING, path=request.path, reason=str(error))
+            issue = Issue("login", "Authentication required")
+            return json_response(operation_outcome([issue]), 401, {"WWW-Authenticate": "Bearer"})
+        g.client = claims["iss"]
+        return None
