@@ -18,6 +18,7 @@ from .errors import Issue, ServiceError, operation_outcome
 from .responses import json_response
 from .routes import bp
 from .runtime import EXTENSION, Runtime
+from .store import Store
 
 # FHIR issue-type codes for the HTTP errors Werkzeug raises itself.
 HTTP_ISSUE_CODES = {400: "invalid", 404: "not-found", 405: "not-supported", 413: "too-long"}
@@ -37,7 +38,9 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         settings=settings,
         executor=ThreadPoolExecutor(settings.fhir_parallel, thread_name_prefix="fhir"),
         policy=settings.policy(),
+        store=Store(settings.database_url, settings.patient_hash_key),
     )
+
     logs.LOGGER.setLevel(settings.log_level.upper())
     init_cors(app, settings)
     init_auth(app, settings)

@@ -37,10 +37,18 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--json", action="store_true", help="print the raw CDS Hooks response")
     run.add_argument("--date", type=date.fromisoformat, help="evaluate as of this date")
 
+    report = commands.add_parser("feedback-report", help="acceptance and override rates per topic")
+    report.add_argument("--since", type=date.fromisoformat, help="cards issued on or after DATE")
+    report.add_argument("--format", choices=("text", "json", "html"), default="text")
+    report.add_argument("--database", help="database URL (default: the database_url setting)")
+    report.add_argument("--output", type=Path, help="write to this file instead of stdout")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "feedback-report":
+            return _feedback_report(args)
         return _evaluate(args)
     except (ConfigError, UsageError) as error:
         print(f"alpha1-cds: {error}", file=sys.stderr)
@@ -81,6 +89,25 @@ def _serve(args: argparse.Namespace) -> int:
             return create_app(settings)
 
     Server().run()
+    return 0
+
+
+def _feedback_report(args: argparse.Namespace) -> int:
+    from . import report
+    from .store import Store
+
+    url = args.database or Settings.load().database_url
+    store = Store(url)
+    try:
+        built = report.build(store.engine, args.since)
+    finally:
+        store.close()
+    render = {"text": report.as_text, "json": report.as_json, "html": report.as_html}[args.format]
+    text = render(built)
+    if args.output:
+        args.output.write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
     return 0
 
 

@@ -66,6 +66,11 @@ class Settings:
     fhir_allowed_servers: tuple[str, ...] = ()
     # Resources accepted in one request (prefetch and draft orders together).
     max_resources: int = 20_000
+    # Where issued cards and feedback are kept: an SQLite file by default, or PostgreSQL
+    # ("postgresql+psycopg://user@host/db"). The key, when set, stores a keyed hash of the
+    # patient id with each issued card; without it no patient reference is stored at all.
+    database_url: str = "sqlite:///alpha1-cds.sqlite"
+    patient_hash_key: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("fhir_timeout", "fhir_deadline"):
@@ -86,8 +91,14 @@ class Settings:
             ("https://", "http://")
         ):
             raise ConfigError("public_base_url must be an absolute http(s) URL")
+        if self.database_url.rstrip("/") in ("sqlite:", "sqlite:///:memory:"):
+            raise ConfigError(
+                "database_url must name a file or a server: an in-memory "
+                "database is lost and cannot be shared between threads"
+            )
         try:
             self.policy()
+
         except ValueError as error:
             raise ConfigError(str(error)) from None
 

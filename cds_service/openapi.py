@@ -97,8 +97,44 @@ def _service(service: Service, secured: list[dict[str, list[str]]]) -> dict[str,
     }
 
 
+def _feedback(secured: list[dict[str, list[str]]]) -> dict[str, Any]:
+    answer = {
+        "type": "object",
+        "required": ["received", "new"],
+        "properties": {
+            "received": {"type": "integer", "minimum": 0},
+            "new": {"type": "integer", "minimum": 0},
+            "unknownCards": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+        },
+    }
+    return {
+        "post": {
+            "summary": "Feedback on cards: accepted or overridden (stored once per card, "
+            "outcome and time)",
+            "security": secured,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": f"#/components/schemas/{COMPONENT['feedback']}"}
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "How many entries were received and new; card uuids "
+                    "never issued by this service",
+                    "content": {"application/json": {"schema": answer}},
+                },
+                **_errors("400", "401", "413", "415"),
+            },
+        }
+    }
+
+
 @cache
 def document() -> dict[str, Any]:
+
     schemas = {
         COMPONENT[name]: _rewrite(copy.deepcopy(schema(name)), name) for name in SCHEMA_NAMES
     }
@@ -125,6 +161,7 @@ def document() -> dict[str, Any]:
     }
     secured = [{"cdsHooksJwt": []}]
     services = {f"/cds-services/{s.id}": _service(s, secured) for s in SERVICES.values()}
+    services |= {f"/cds-services/{s.id}/feedback": _feedback(secured) for s in SERVICES.values()}
     return {
         "openapi": "3.1.0",
         "info": {

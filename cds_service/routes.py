@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -12,12 +13,14 @@ from fhir_mappings.fhirjson import as_list
 
 from . import logs
 from .errors import Issue, ServiceError
+from .feedback import entries as feedback_entries
 from .openapi import document
 from .pipeline import draft_orders, evaluate
 from .prefetch import Gathered, gather
 from .responses import json_response
 from .runtime import runtime
 from .services import SERVICES, Service
+from .store import IssuedCard
 from .validation import check
 
 bp = Blueprint("cds", __name__)
@@ -73,8 +76,56 @@ def invoke(service_id: str) -> Response:
         ms=round((time.perf_counter() - started) * 1000, 3),
         timings=timings,
     )
+    store = runtime().store
+    store.log_issued(
+        issued_cards(
+            result.response, service.id, body["hookInstance"], store.patient_key(patient_id)
+        )
+    )
     server_timing = ", ".join(f"{name};dur={ms}" for name, ms in timings.items())
     return json_response(result.response, headers={"Server-Timing": server_timing})
+
+
+@bp.post("/cds-services/<service_id>/feedback")
+def feedback(service_id: str) -> Response:
+    if service_id not in SERVICES:
+        raise ServiceError.single(404, "not-found", f"No CDS service '{service_id}'")
+    body = read_json()
+    issues = check("feedback", body)
+    if issues:
+        raise ServiceError(400, issues)  # nothing of a request with a bad entry is stored
+    received = feedback_entries(body)
+    stored = runtime().store.store_feedback(service_id, received)
+    logs.event(
+        "feedback",
+        service=service_id,
+        received=len(received),
+        new=stored.new,
+        unknown_cards=len(stored.unknown_cards),
+    )
+    answer: dict[str, Any] = {"received": len(received), "new": stored.new}
+    if stored.unknown_cards:
+        answer["unknownCards"] = list(stored.unknown_cards)
+    return json_response(answer)
+
+
+def issued_cards(
+    response: dict[str, Any], service: str, hook_instance: str, patient_key: str | None
+) -> list[IssuedCard]:
+    now = datetime.now(UTC)
+    return [
+        IssuedCard(
+            card_uuid=card["uuid"],
+            service=service,
+            topic=card["source"]["topic"]["code"],
+            indicator=card["indicator"],
+            suggestion_uuids=tuple(s["uuid"] for s in card.get("suggestions", [])),
+            hook_instance=hook_instance,
+            patient_key=patient_key,
+            issued_at=now,
+        )
+        for card in response["cards"]
+    ]
 
 
 def read_json() -> Any:

@@ -10,6 +10,7 @@ from flask import current_app
 from hooks import Policy
 
 from .config import Settings
+from .store import Store
 
 EXTENSION = "alpha1_cds"
 
@@ -19,6 +20,7 @@ class Runtime:
     settings: Settings
     executor: ThreadPoolExecutor
     policy: Policy
+    store: Store
 
 
 def runtime() -> Runtime:

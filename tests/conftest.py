@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from collections.abc import Iterator
 from datetime import date
@@ -26,6 +27,7 @@ TEST_SETTINGS: dict[str, Any] = {
     "fhir_deadline": 2.0,
     "fhir_max_pages": 3,
     "max_body_bytes": 256 * 1024,
+    "database_url": f"sqlite:///{tempfile.mkdtemp(prefix='alpha1-tests-')}/cards.sqlite",
 }
 
 

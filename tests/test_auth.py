@@ -54,11 +54,49 @@ def invoke(client, jwt_value: str):
     )
 
 
+FEEDBACK = f"{SERVICE}/feedback"
+
+
+def send_feedback(client, jwt_value: str):
+    body = {
+        "feedback": [
+            {
+                "card": "c1",
+                "outcome": "overridden",
+                "outcomeTimestamp": "2026-11-21T10:00:00Z",
+                "overrideReason": {"userComment": "not now"},
+            }
+        ]
+    }
+    return client.post(
+        "/cds-services/aatd-patient-view/feedback",
+        json=body,
+        headers={"Authorization": f"Bearer {jwt_value}"},
+    )
+
+
 @pytest.mark.parametrize("key", [EC, RSA], ids=["ES384", "RS384"])
-def test_valid_tokens_are_accepted_on_discovery_and_service(client, key):
+def test_valid_tokens_are_accepted_on_every_endpoint(client, key):
     client, _ = client
     assert discover(client, token(key, DISCOVERY)).status_code == 200
     assert invoke(client, token(key, SERVICE)).status_code == 200
+    assert send_feedback(client, token(key, FEEDBACK)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("audience", "call"),
+    [
+        (SERVICE, "feedback"),
+        (FEEDBACK, "service"),
+        (DISCOVERY, "feedback"),
+        (FEEDBACK, "discovery"),
+    ],
+)
+def test_each_endpoint_needs_its_own_audience(client, audience, call):
+    client, _ = client
+    value = token(EC, audience)
+    send = {"feedback": send_feedback, "service": invoke, "discovery": discover}[call]
+    assert send(client, value).status_code == 401
 
 
 def test_audience_may_be_a_list_containing_the_endpoint(client):

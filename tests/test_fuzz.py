@@ -55,7 +55,7 @@ class EhrJwt:
 
 
 @SCHEMA.parametrize()
-@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
 def test_openapi_fuzzing(case):
     response = case.call()
     REQUESTS[f"schemathesis {response.status_code // 100}xx"] += 1

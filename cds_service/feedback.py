@@ -1,0 +1,62 @@
+"""CDS Hooks 2.0 feedback: ``{"feedback": [...]}`` in, stored once, counted back.
+
+Tolerates what Epic sends: the plural ``overrideReasons`` (an object or a list), and
+override reasons carried only in ``extension`` (``com.epic.cdshooks.feedback.overrideReason.*``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from fhir_mappings.fhirjson import as_dict, as_list
+
+from .store import FeedbackEntry
+
+EPIC_REASON = "com.epic.cdshooks.feedback.overrideReason."
+
+
+def entries(body: Mapping[str, Any]) -> list[FeedbackEntry]:
+    """Feedback entries of a body already valid against the feedback schema."""
+    return [_entry(item) for item in body["feedback"]]
+
+
+def _entry(item: Mapping[str, Any]) -> FeedbackEntry:
+    reason = _override_reason(item)
+    coding = as_dict(reason.get("reason"))
+    epic = _epic_reason(as_dict(item.get("extension")))
+    return FeedbackEntry(
+        card_uuid=item["card"],
+        outcome=item["outcome"],
+        outcome_timestamp=item["outcomeTimestamp"],
+        accepted_suggestions=tuple(s["id"] for s in item.get("acceptedSuggestions", [])),
+        override_code=_text(coding.get("code")) or epic.get("code"),
+        override_display=_text(coding.get("display")) or epic.get("display"),
+        user_comment=_text(reason.get("userComment")),
+    )
+
+
+def _override_reason(item: Mapping[str, Any]) -> Mapping[str, Any]:
+    reason = item.get("overrideReason", item.get("overrideReasons"))
+    listed = as_list(reason)
+    return as_dict(listed[0]) if listed else {}
+
+
+def _epic_reason(extension: Mapping[str, Any]) -> dict[str, str]:
+    """Epic-built acknowledgement reasons, sent as extension members."""
+    found = {
+        key.removeprefix(EPIC_REASON): value
+        for key, value in extension.items()
+        if key.startswith(EPIC_REASON)
+    }
+    code = _text(found.get("reasonCategory")) or _text(found.get("reasonTitle"))
+    display = _text(found.get("reasonDisplay")) or _text(found.get("reasonTitle"))
+    return {k: v for k, v in (("code", code), ("display", display)) if v}
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text.strip()[:500] or None

@@ -1,0 +1,279 @@
+"""Feedback: the endpoint, the issuance log, storage on SQLite and PostgreSQL, the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from html.parser import HTMLParser
+
+import pytest
+import sqlalchemy as sa
+
+from cds_service import create_app, report
+from cds_service.cli import main
+from cds_service.store import CARDS, FEEDBACK, MIGRATIONS, SCHEMA_VERSION, migrate
+
+from .conftest import TEST_SETTINGS, ConformanceClient
+from .support.builders import hook_request, load_bundle
+
+POSTGRES_URL = os.environ.get("ALPHA1_CDS_TEST_POSTGRES_URL")
+FEEDBACK_URL = "/cds-services/aatd-patient-view/feedback"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'alpha1.sqlite'}"
+    if not POSTGRES_URL:
+        pytest.skip("no PostgreSQL: set ALPHA1_CDS_TEST_POSTGRES_URL (.ci/run starts one)")
+    engine = sa.create_engine(POSTGRES_URL)
+    migrate(engine)
+    with engine.begin() as connection:  # every test starts from empty tables
+        connection.execute(FEEDBACK.delete())
+        connection.execute(CARDS.delete())
+    engine.dispose()
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def app(database_url):
+    app = create_app(
+        {**TEST_SETTINGS, "database_url": database_url, "patient_hash_key": "test-key-not-a-secret"}
+    )
+    app.test_client_class = ConformanceClient
+    yield app
+    app.extensions["alpha1_cds"].store.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def issue_cards(app, client, fixture: str = "seed-002-lung-transplant") -> list[dict]:
+    response = client.post(
+        "/cds-services/aatd-patient-view", json=hook_request(load_bundle(fixture))
+    )
+    app.extensions["alpha1_cds"].store.flush()
+    return response.json["cards"]
+
+
+def accepted(card: dict, at: str = "2026-11-21T10:00:00Z") -> dict:
+    return {
+        "card": card["uuid"],
+        "outcome": "accepted",
+        "outcomeTimestamp": at,
+        "acceptedSuggestions": [{"id": s["uuid"]} for s in card.get("suggestions", [])[:1]]
+        or [{"id": "none"}],
+    }
+
+
+def overridden(
+    card: dict,
+    reason: str = "already-addressed",
+    display: str = "Already addressed",
+    at: str = "2026-11-21T10:05:00Z",
+) -> dict:
+    return {
+        "card": card["uuid"],
+        "outcome": "overridden",
+        "outcomeTimestamp": at,
+        "overrideReason": {
+            "reason": {
+                "system": "urn:alpha1-cds:override-reason",
+                "code": reason,
+                "display": display,
+            },
+            "userComment": "done last week",
+        },
+    }
+
+
+def rows(app, table) -> list:
+    with app.extensions["alpha1_cds"].store.engine.connect() as connection:
+        return connection.execute(sa.select(table)).all()
+
+
+def test_issued_cards_are_logged_without_patient_data(app, client):
+    cards = issue_cards(app, client)
+    logged = {row.card_uuid: row for row in rows(app, CARDS)}
+    assert set(logged) == {card["uuid"] for card in cards}
+    for card in cards:
+        row = logged[card["uuid"]]
+        assert row.topic == card["source"]["topic"]["code"]
+        assert row.indicator == card["indicator"]
+        assert json.loads(row.suggestion_uuids) == [s["uuid"] for s in card.get("suggestions", [])]
+        assert row.patient_key != "seed-002"  # a keyed hash, never the id
+        assert len(row.patient_key) == 64
+
+
+def test_single_feedback_is_stored(app, client):
+    card = issue_cards(app, client)[0]
+    response = client.post(FEEDBACK_URL, json={"feedback": [accepted(card)]})
+    assert response.status_code == 200
+    assert response.json == {"received": 1, "new": 1}
+    [row] = rows(app, FEEDBACK)
+    assert (row.card_uuid, row.outcome, row.service) == (
+        card["uuid"],
+        "accepted",
+        "aatd-patient-view",
+    )
+
+
+def test_batched_and_repeated_feedback_is_idempotent(app, client):
+    cards = issue_cards(app, client)
+    batch = {"feedback": [accepted(cards[0]), overridden(cards[1]), overridden(cards[2])]}
+    assert client.post(FEEDBACK_URL, json=batch).json == {"received": 3, "new": 3}
+    assert client.post(FEEDBACK_URL, json=batch).json == {"received": 3, "new": 0}
+    later = {"feedback": [overridden(cards[0], at="2026-11-22T09:00:00Z")]}
+    assert client.post(FEEDBACK_URL, json=later).json == {"received": 1, "new": 1}
+    assert len(rows(app, FEEDBACK)) == 4
+
+
+def test_a_bad_entry_rejects_the_whole_request(app, client):
+    cards = issue_cards(app, client)
+    batch = {
+        "feedback": [
+            accepted(cards[0]),
+            {
+                "card": cards[1]["uuid"],
+                "outcome": "accepted",
+                "outcomeTimestamp": "2026-11-21T10:00:00Z",
+            },
+        ]
+    }
+    response = client.post(FEEDBACK_URL, json=batch)
+    assert response.status_code == 400
+    assert response.json["issue"][0]["expression"] == ["feedback[1].acceptedSuggestions"]
+    assert rows(app, FEEDBACK) == []
+
+
+@pytest.mark.parametrize(
+    ("entry", "where"),
+    [
+        ({"outcome": "ignored"}, "feedback[0].outcome"),
+        ({"outcomeTimestamp": "yesterday"}, "feedback[0].outcomeTimestamp"),
+        ({"overrideReason": {}}, "feedback[0].overrideReason"),
+        ({"card": None}, "feedback[0].card"),
+    ],
+)
+def test_invalid_feedback_names_the_field(client, entry, where):
+    base = {"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2026-11-21T10:00:00Z"}
+    response = client.post(FEEDBACK_URL, json={"feedback": [{**base, **entry}]})
+    assert response.status_code == 400
+    assert where in {e for issue in response.json["issue"] for e in issue.get("expression", [])}
+
+
+def test_epic_variants_are_understood(app, client):
+    cards = issue_cards(app, client)
+    plural = {
+        "card": cards[0]["uuid"],
+        "outcome": "overridden",
+        "outcomeTimestamp": "2026-11-21T10:00:00Z",
+        "overrideReasons": [
+            {"reason": {"code": "patient-declined", "display": "Patient declined"}}
+        ],
+    }
+    extension = {
+        "card": cards[1]["uuid"],
+        "outcome": "overridden",
+        "outcomeTimestamp": "2026-11-21T10:00:00Z",
+        "extension": {
+            "com.epic.cdshooks.feedback.overrideReason.reasonCategory": "3",
+            "com.epic.cdshooks.feedback.overrideReason.reasonDisplay": "Not relevant",
+        },
+    }
+    assert client.post(FEEDBACK_URL, json={"feedback": [plural, extension]}).json["new"] == 2
+    stored = {row.card_uuid: row for row in rows(app, FEEDBACK)}
+    assert stored[cards[0]["uuid"]].override_display == "Patient declined"
+    assert stored[cards[1]["uuid"]].override_code == "3"
+    assert stored[cards[1]["uuid"]].override_display == "Not relevant"
+
+
+def test_unknown_cards_are_stored_and_reported(app, client):
+    stranger = str(uuid.uuid4())
+    response = client.post(FEEDBACK_URL, json={"feedback": [overridden({"uuid": stranger})]})
+    assert response.json == {"received": 1, "new": 1, "unknownCards": [stranger]}
+
+
+def test_unknown_service_feedback_is_404(client):
+    assert client.post("/cds-services/nope/feedback", json={"feedback": []}).status_code == 404
+
+
+def test_migrations_are_versioned_and_rerunnable(app):
+    engine = app.extensions["alpha1_cds"].store.engine
+    assert migrate(engine) == MIGRATIONS[-1][0]
+    with engine.connect() as connection:
+        versions = connection.scalars(sa.select(SCHEMA_VERSION.c.version)).all()
+    assert versions == [version for version, _ in MIGRATIONS]
+
+
+@pytest.fixture
+def seeded(app, client):
+    """Eight cards from two patients; four answered."""
+    cards = issue_cards(app, client) + issue_cards(app, client, "seed-000-zz-emphysema")
+    by_topic = {card["source"]["topic"]["code"]: card for card in cards}
+    feedback = [
+        accepted(by_topic["augmentation-candidate"]),
+        accepted(by_topic["immunoglobulin-replacement-indicated"]),
+        overridden(by_topic["vaccinations-due"]),
+        overridden(by_topic["family-testing"], "not-applicable", "Does not apply to this patient"),
+    ]
+    client.post(FEEDBACK_URL, json={"feedback": feedback})
+    return app
+
+
+def test_report_counts_rates_and_reasons(seeded):
+    built = report.build(seeded.extensions["alpha1_cds"].store.engine)
+    by_topic = {(row.topic, row.indicator): row for row in built.rows}
+    candidate = by_topic[("augmentation-candidate", "info")]
+    assert (candidate.issued, candidate.accepted, candidate.acceptance_rate) == (1, 1, 1.0)
+    vaccines = by_topic[("vaccinations-due", "info")]
+    assert (vaccines.issued, vaccines.overridden, vaccines.override_rate) == (2, 1, 0.5)
+    assert dict(built.reasons) == {"Already addressed": 1, "Does not apply to this patient": 1}
+    assert built.never_answered == sum(row.issued for row in built.rows) - 4
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        if data.strip():
+            self.cells.append(data.strip())
+
+
+def test_html_report_shows_the_rates_and_reasons(seeded, tmp_path):
+    url = str(
+        seeded.extensions["alpha1_cds"].store.engine.url.render_as_string(hide_password=False)
+    )
+    out = tmp_path / "report.html"
+    assert (
+        main(["feedback-report", "--database", url, "--format", "html", "--output", str(out)]) == 0
+    )
+    page = out.read_text()
+    assert "<svg" in page
+    parser = _Text()
+    parser.feed(page)
+    cells = parser.cells
+    row = cells.index("vaccinations-due")
+    assert cells[row + 1 : row + 6] == ["info", "2", "0%", "50%", "1"]
+    assert "Already addressed: 1" in cells
+    assert "Does not apply to this patient: 1" in cells
+
+
+def test_text_and_json_reports(seeded, capsys):
+    url = str(
+        seeded.extensions["alpha1_cds"].store.engine.url.render_as_string(hide_password=False)
+    )
+    assert main(["feedback-report", "--database", url]) == 0
+    assert "augmentation-candidate" in capsys.readouterr().out
+    assert (
+        main(["feedback-report", "--database", url, "--format", "json", "--since", "2000-01-01"])
+        == 0
+    )
+    body = json.loads(capsys.readouterr().out)
+    candidate = next(t for t in body["topics"] if t["topic"] == "augmentation-candidate")
+    assert candidate["acceptanceRate"] == 1.0
