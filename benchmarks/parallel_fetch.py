@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import statistics
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -66,6 +67,15 @@ def main() -> None:
     (RESULTS / "parallel_fetch.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
+def measure_no_prefetch(runs: int = 10, delay: float = 0.2) -> dict[str, float]:
+    """The parallel case alone, for the full suite (benchmarks/__main__.py)."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    bundle = load_bundle(FIXTURE)
+    with sekmet() as fhir, DelayingProxy(fhir.base, delay) as slow:
+        fhir.load(bundle)
+        return _measure(8, _request(bundle, fhir.base, slow.base), runs)
+
+
 def _request(bundle: dict[str, Any], fast: str, slow: str) -> dict[str, Any]:
     """Prefetch everything but FETCHED_KEYS (from the fast server); fetch those slowly."""
     request = hook_request(bundle, prefetch="none", fhirServer=slow)
@@ -79,7 +89,15 @@ def _request(bundle: dict[str, Any], fast: str, slow: str) -> dict[str, Any]:
 
 
 def _measure(parallel: int, request: dict[str, Any], runs: int) -> dict[str, float]:
-    app = create_app({"fhir_parallel": parallel, "fhir_timeout": 5, "fhir_deadline": 10})
+    app = create_app(
+        {
+            "auth_mode": "off",
+            "fhir_parallel": parallel,
+            "fhir_timeout": 5,
+            "fhir_deadline": 10,
+            "database_url": f"sqlite:///{tempfile.mkdtemp()}/cards.sqlite",
+        }
+    )
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/cds-services/aatd-patient-view"

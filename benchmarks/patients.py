@@ -46,14 +46,15 @@ def _observation(
     }
 
 
-def generate(total: int, seed: int = 7) -> dict[str, Any]:
+def generate(total: int, seed: int = 7, observation_share: float = 0.9) -> dict[str, Any]:
+    """About ``total`` resources, ``observation_share`` of them Observations."""
     rng = random.Random(seed)
     bundle = load_bundle("seed-000-zz-emphysema")
     pid = "seed-000"
     resources = [entry["resource"] for entry in bundle["entry"]]
     day = date(2026, 11, 1)
     panels = [LABS, SPIRO, [("29463-7", "kg", 68, 76)]]
-    while len(resources) < total * 0.9:
+    while len(resources) < total * observation_share:
         for code, unit, low, high in rng.choice(panels):
             oid = f"gen-{len(resources)}"
             resources.append(_observation(pid, oid, code, unit, rng.uniform(low, high), day))

@@ -43,6 +43,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
 
     logs.LOGGER.setLevel(settings.log_level.upper())
     init_cors(app, settings)
+    _expose_timing_to_browsers(app)
     init_auth(app, settings)
     app.register_blueprint(bp)
 
@@ -50,7 +51,17 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
+def _expose_timing_to_browsers(app: Flask) -> None:
+    @app.after_request
+    def expose(response: Response) -> Response:
+        if "Server-Timing" in response.headers:
+            response.headers["Timing-Allow-Origin"] = "*"
+            response.headers["Access-Control-Expose-Headers"] = "Server-Timing"
+        return response
+
+
 def _register_errors(app: Flask) -> None:
+
     @app.errorhandler(ServiceError)
     def service_error(error: ServiceError) -> Response:
         _log_error(error.status, [issue.expression or issue.code for issue in error.issues])

@@ -255,6 +255,7 @@ def init_auth(app: Flask, settings: Settings) -> None:
         if request.method == "OPTIONS" or request.endpoint not in PROTECTED_ENDPOINTS:
             return None
         audience = f"{base}{request.path}" if base else request.base_url
+        started = time.perf_counter()
         try:
             claims = authenticator.verify(request.headers.get("Authorization"), audience)
         except AuthError as error:
@@ -262,4 +263,5 @@ def init_auth(app: Flask, settings: Settings) -> None:
             issue = Issue("login", "Authentication required")
             return json_response(operation_outcome([issue]), 401, {"WWW-Authenticate": "Bearer"})
         g.client = claims["iss"]
+        g.auth_ms = round((time.perf_counter() - started) * 1000, 3)
         return None

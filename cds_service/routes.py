@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 
 from fhir_mappings.fhirjson import as_list
 
@@ -50,8 +50,9 @@ def invoke(service_id: str) -> Response:
     body = read_json()
     validate_request(body, service)
     check_size(body, runtime().settings.max_resources)
+    parse_ms = _since(started)
     gathered = gather(body, service.queries, runtime().settings, runtime().executor)
-    gather_ms = round((time.perf_counter() - started) * 1000, 3)
+    gather_ms = _since(started) - parse_ms
     context = body["context"]
     patient_id = context["patientId"]
     check_patient(gathered, patient_id)
@@ -64,7 +65,13 @@ def invoke(service_id: str) -> Response:
         incomplete=gathered.incomplete,
         drafts=review,
     )
-    timings = {"gather": gather_ms, **result.timings}
+    auth_ms = g.get("auth_ms")
+    timings = {
+        **({"auth": auth_ms} if auth_ms is not None else {}),
+        "parse": parse_ms,
+        "gather": round(gather_ms, 3),
+        **result.timings,
+    }
     logs.event(
         "hook",
         service=service.id,
@@ -73,7 +80,7 @@ def invoke(service_id: str) -> Response:
         topics=result.topics,
         fetched=gathered.fetched,
         resources=len(gathered.resources),
-        ms=round((time.perf_counter() - started) * 1000, 3),
+        ms=_since(started),
         timings=timings,
     )
     store = runtime().store
@@ -126,6 +133,10 @@ def issued_cards(
         )
         for card in response["cards"]
     ]
+
+
+def _since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
 
 
 def read_json() -> Any:

@@ -66,12 +66,15 @@ def _action(
     raise TypeError(f"no renderer for {type(action).__name__}")
 
 
-def _create(resource: Any, description: str) -> dict[str, Any]:
-    return {"type": "create", "description": description, "resource": _json(resource)}
+def _create(resource: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"type": "create", "description": description, "resource": resource}
 
 
-def _json(resource: Any) -> dict[str, Any]:
-    return resource.model_dump(mode="json", exclude_none=True)
+def _validated(model: Any, resource: dict[str, Any]) -> dict[str, Any]:
+    """``resource`` after fhir.resources accepted it: the JSON we built is the JSON we send
+    (serialising the model back out would cost more than the validation itself)."""
+    model.model_validate(resource)
+    return resource
 
 
 def _coding(code: terminology.Code) -> dict[str, str]:
@@ -82,9 +85,10 @@ def _order_code(name: str) -> dict[str, str]:
     return _coding(terminology.order_codes().concepts[name].codes[0])
 
 
-def _lab_order(action: OrderTest, patient_id: str, reason: str) -> ServiceRequest:
+def _lab_order(action: OrderTest, patient_id: str, reason: str) -> dict[str, Any]:
     concept = terminology.observations().concepts[action.concept]
-    return ServiceRequest.model_validate(
+    return _validated(
+        ServiceRequest,
         {
             "resourceType": "ServiceRequest",
             "status": "draft",
@@ -93,13 +97,14 @@ def _lab_order(action: OrderTest, patient_id: str, reason: str) -> ServiceReques
             "code": {"coding": [_coding(concept.codes[0])], "text": concept.display},
             "subject": {"reference": f"Patient/{patient_id}"},
             "reasonCode": [{"text": reason}],
-        }
+        },
     )
 
 
-def _service_order(action: OrderService, patient_id: str, reason: str) -> ServiceRequest:
+def _service_order(action: OrderService, patient_id: str, reason: str) -> dict[str, Any]:
     """Procedures and referrals without a verified code: described in words (code.text)."""
-    return ServiceRequest.model_validate(
+    return _validated(
+        ServiceRequest,
         {
             "resourceType": "ServiceRequest",
             "status": "draft",
@@ -107,7 +112,7 @@ def _service_order(action: OrderService, patient_id: str, reason: str) -> Servic
             "code": {"text": action.text},
             "subject": {"reference": f"Patient/{patient_id}"},
             "reasonCode": [{"text": reason}],
-        }
+        },
     )
 
 
@@ -129,8 +134,9 @@ def _weekly_dose(dose_mg: float) -> dict[str, Any]:
     }
 
 
-def _augmentation(action: PrescribeAugmentation, patient_id: str, reason: str) -> MedicationRequest:
-    return MedicationRequest.model_validate(
+def _augmentation(action: PrescribeAugmentation, patient_id: str, reason: str) -> dict[str, Any]:
+    return _validated(
+        MedicationRequest,
         {
             "resourceType": "MedicationRequest",
             "status": "draft",
@@ -140,7 +146,7 @@ def _augmentation(action: PrescribeAugmentation, patient_id: str, reason: str) -
             "reasonCode": [{"text": reason}],
             "dosageInstruction": [_weekly_dose(action.dose_mg)],
             "note": [{"text": f"Dose from the latest weight, {action.weight_kg:g} kg."}],
-        }
+        },
     )
 
 
@@ -161,7 +167,7 @@ def _update(original: Mapping[str, Any] | None, description: str, change) -> dic
     resource = copy.deepcopy(dict(original))
     change(resource)
     try:
-        valid = MedicationRequest.model_validate(resource)
+        valid = _validated(MedicationRequest, resource)
     except ValidationError:
         return None
-    return {"type": "update", "description": description, "resource": _json(valid)}
+    return {"type": "update", "description": description, "resource": valid}
