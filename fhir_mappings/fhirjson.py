@@ -3,6 +3,10 @@
 Real EHR data is ragged: fields missing, lists where one value was expected, ids as
 ``Patient/x``, absolute URLs or ``urn:uuid``. These helpers never raise on shape; they
 answer None or an empty tuple instead, so mapping code can stay linear.
+
+Parsed JSON objects are plain ``dict``s: checking ``dict`` rather than the ``Mapping`` ABC
+keeps these checks cheap on the mapping's hot path.
+
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ Json = Mapping[str, Any]
 
 
 def as_dict(value: Any) -> Json:
-    return value if isinstance(value, Mapping) else {}
+    return value if isinstance(value, dict) else {}
 
 
 def as_list(value: Any) -> list[Any]:
@@ -26,7 +30,7 @@ def as_list(value: Any) -> list[Any]:
 
 def codings(concept: Any) -> list[Json]:
     """The Codings of a CodeableConcept (dicts only)."""
-    return [c for c in as_list(as_dict(concept).get("coding")) if isinstance(c, Mapping)]
+    return [c for c in as_list(as_dict(concept).get("coding")) if isinstance(c, dict)]
 
 
 def first_code(concept: Any, system: str) -> str | None:
@@ -96,5 +100,5 @@ def bundle_resources(bundle: Json) -> Iterator[Json]:
         if as_dict(entry.get("search")).get("mode") == "outcome":
             continue
         resource = entry.get("resource")
-        if isinstance(resource, Mapping) and isinstance(resource.get("resourceType"), str):
+        if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
             yield resource

@@ -97,7 +97,7 @@ def _unique(resources: Iterable[Any], facts: PatientFacts) -> list[Json]:
     seen: set[tuple[str, str]] = set()
     unique = []
     for resource in resources:
-        if not isinstance(resource, Mapping) or not isinstance(resource.get("resourceType"), str):
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
             facts.notes.append(DataNote("an entry without a resourceType was ignored"))
             continue
         rid = resource.get("id")

@@ -17,6 +17,7 @@ LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 UCUM = "http://unitsofmeasure.org"
+MEMO_LIMIT = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,7 @@ class ValueSets:
         self.concepts: dict[str, Concept] = {}
         self._exact: dict[tuple[str, str], list[str]] = {}
         self._prefixes: list[tuple[str, str, str]] = []
+        self._memo: dict[tuple[Any, Any], tuple[str, ...]] = {}
         for name, entry in data.items():
             codes = tuple(
                 Code(
@@ -92,12 +94,22 @@ class ValueSets:
                 else:
                     self._exact.setdefault(key, []).append(name)
 
-    def concepts_of(self, coding: Mapping[str, Any]) -> list[str]:
+    def concepts_of(self, coding: Mapping[str, Any]) -> tuple[str, ...]:
         """Every concept a single Coding belongs to (a code may serve two, as T86.812 does)."""
-        code = coding.get("code")
-        system = canonical_system(coding.get("system"))
-        if not isinstance(code, str) or not system:
-            return []
+        key = (coding.get("system"), coding.get("code"))
+        if not isinstance(key[1], str) or not isinstance(key[0], str | None):
+            return ()
+        found = self._memo.get(key)
+        if found is None:
+            found = self._lookup(*key)
+            if len(self._memo) < MEMO_LIMIT:  # bounded: codes come from untrusted input
+                self._memo[key] = found
+        return found
+
+    def _lookup(self, raw_system: str | None, code: str) -> tuple[str, ...]:
+        system = canonical_system(raw_system)
+        if not system:
+            return ()
         key = _normalise(system, code)
         found = list(self._exact.get((system, key), ()))
         found += [
@@ -105,7 +117,7 @@ class ValueSets:
             for prefix_system, prefix, name in self._prefixes
             if system == prefix_system and key.startswith(prefix)
         ]
-        return found
+        return tuple(found)
 
     def concepts_in(self, codings: Iterable[Mapping[str, Any]]) -> set[str]:
         """Every concept named by any of the codings of a CodeableConcept."""
