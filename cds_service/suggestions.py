@@ -85,35 +85,32 @@ def _order_code(name: str) -> dict[str, str]:
     return _coding(terminology.order_codes().concepts[name].codes[0])
 
 
+def _service_request(
+    code: dict[str, Any], patient_id: str, reason: str, **extra: Any
+) -> dict[str, Any]:
+    """A draft, proposed ServiceRequest for the patient, validated."""
+    resource = {
+        "resourceType": "ServiceRequest",
+        "status": "draft",
+        "intent": "proposal",
+        **extra,
+        "code": code,
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "reasonCode": [{"text": reason}],
+    }
+    return _validated(ServiceRequest, resource)
+
+
 def _lab_order(action: OrderTest, patient_id: str, reason: str) -> dict[str, Any]:
     concept = terminology.observations().concepts[action.concept]
-    return _validated(
-        ServiceRequest,
-        {
-            "resourceType": "ServiceRequest",
-            "status": "draft",
-            "intent": "proposal",
-            "category": [{"coding": [_order_code("laboratory")]}],
-            "code": {"coding": [_coding(concept.codes[0])], "text": concept.display},
-            "subject": {"reference": f"Patient/{patient_id}"},
-            "reasonCode": [{"text": reason}],
-        },
-    )
+    code = {"coding": [_coding(concept.codes[0])], "text": concept.display}
+    category = [{"coding": [_order_code("laboratory")]}]
+    return _service_request(code, patient_id, reason, category=category)
 
 
 def _service_order(action: OrderService, patient_id: str, reason: str) -> dict[str, Any]:
     """Procedures and referrals without a verified code: described in words (code.text)."""
-    return _validated(
-        ServiceRequest,
-        {
-            "resourceType": "ServiceRequest",
-            "status": "draft",
-            "intent": "proposal",
-            "code": {"text": action.text},
-            "subject": {"reference": f"Patient/{patient_id}"},
-            "reasonCode": [{"text": reason}],
-        },
-    )
+    return _service_request({"text": action.text}, patient_id, reason)
 
 
 def _weekly_dose(dose_mg: float) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from fhir_mappings import CodedFinding, Measurement, MedicationOrder, PatientFac
 
 from . import assessment as a
 from .knowledge import threshold
+from .monitoring import SPIROMETRY
 from .policy import Policy
 from .recommendation import (
     CorrectDose,
@@ -60,6 +61,14 @@ TRANSPLANT = Evidence(
     "low after lung transplant because AAT is made in the liver; only a liver transplant restores "
     "it.",
     "expert opinion",
+)
+
+
+TRANSPLANT_TEAM = OrderService(
+    "Referral to transplant pulmonology: temporary augmentation during acute rejection or "
+    "infection?",
+    "Ask the transplant team",
+    "referral",
 )
 
 
@@ -114,14 +123,7 @@ def _transplant(facts: PatientFacts, policy: Policy, on: list[MedicationOrder]) 
             "pulmonology team decides. Do not use the serum AAT level as the indication.",
             evidence=(TRANSPLANT,),
             reasons=(*base, a.finding_reason("current episode", episode)),
-            actions=(
-                OrderService(
-                    "Referral to transplant pulmonology: temporary augmentation "
-                    "during acute rejection or infection?",
-                    "Ask the transplant team",
-                    "referral",
-                ),
-            ),
+            actions=(TRANSPLANT_TEAM,),
         )
     if not on:
         return True, None  # no "start augmentation" after lung transplant
@@ -363,9 +365,7 @@ def _workup(
 ) -> Recommendation:
     actions = ()
     if any(item.startswith("FEV1") for item in missing):
-        actions = (
-            OrderService("Post-bronchodilator spirometry with DLCO", "Order spirometry with DLCO"),
-        )
+        actions = (SPIROMETRY,)
     return Recommendation(
         topic="augmentation-workup-incomplete",
         summary="AATD: complete the work-up before deciding on augmentation",

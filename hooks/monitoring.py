@@ -14,6 +14,8 @@ from .knowledge import threshold
 from .policy import Policy
 from .recommendation import Evidence, OrderService, Reason, Recommendation
 
+SPIROMETRY = OrderService("Post-bronchodilator spirometry with DLCO", "Order spirometry with DLCO")
+
 ANNUAL_PFT = Evidence(
     "ers-review-2022",
     "Annual follow-up of lung function, including post-bronchodilator FEV1 and gas transfer.",
@@ -43,9 +45,7 @@ def spirometry_due(facts: PatientFacts, policy: Policy) -> Recommendation | None
         advice="Repeat post-bronchodilator spirometry and DLCO once a year.",
         evidence=(ANNUAL_PFT,),
         reasons=a.reasons(a.genotype_reason(facts), last),
-        actions=(
-            OrderService("Post-bronchodilator spirometry with DLCO", "Order spirometry with DLCO"),
-        ),
+        actions=(SPIROMETRY,),
     )
 
 

@@ -12,8 +12,9 @@ from fhir_mappings import MedicationOrder, PatientFacts
 
 from . import assessment as a
 from . import immunoglobulin as ig
-from .augmentation import A1F, CTS, LABELS, REVIEW, TRANSPLANT
+from .augmentation import A1F, CTS, LABELS, REVIEW, TRANSPLANT, TRANSPLANT_TEAM
 from .knowledge import threshold
+from .monitoring import SPIROMETRY
 from .policy import Policy
 from .recommendation import (
     CorrectDose,
@@ -30,7 +31,7 @@ from .recommendation import (
 
 MET, NOT_MET, UNKNOWN = "met", "not met", "unknown"
 ANTI_IGA_TEST = OrderService("Anti-IgA antibodies (serum)", "Order anti-IgA antibodies")
-SPIROMETRY = OrderService("Post-bronchodilator spirometry with DLCO", "Order spirometry with DLCO")
+
 WEIGHT = OrderService("Measure and record body weight", "Record body weight")
 
 
@@ -395,14 +396,7 @@ def _missing_actions(unknown: list[Criterion]) -> tuple[OrderService, ...]:
     if "FEV1 % predicted in the policy window" in names:
         actions.append(SPIROMETRY)
     if "No lung transplant" in names:
-        actions.append(
-            OrderService(
-                "Referral to transplant pulmonology: temporary augmentation "
-                "during acute rejection or infection?",
-                "Ask the transplant team",
-                "referral",
-            )
-        )
+        actions.append(TRANSPLANT_TEAM)
     return tuple(actions)
 
 
