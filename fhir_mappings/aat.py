@@ -129,9 +129,13 @@ def parse_pi(text: str) -> tuple[str, ...] | None:
     return tuple(sorted(alleles, key=_order))  # type: ignore[arg-type]
 
 
+# Allele kinds from the mildest to the most severe: alleles and pairs are written in this order
+# (PI*MZ, not ZM), and the severity table's keys follow it.
+KIND_ORDER = {"normal": 0, "mild": 1, "deficient": 2, "null": 3}
+
+
 def _order(allele: str) -> tuple[int, str]:
-    rank = {"normal": 0, "mild": 1, "deficient": 2, "null": 3}
-    return rank.get(_alleles()[1].get(allele, ""), 4), allele
+    return KIND_ORDER.get(_alleles()[1].get(allele, ""), len(KIND_ORDER)), allele
 
 
 def severity(alleles: tuple[str, ...]) -> str:
@@ -140,8 +144,5 @@ def severity(alleles: tuple[str, ...]) -> str:
     exception = exceptions.get("+".join(sorted(alleles)))
     if exception:
         return exception
-    pair = "+".join(sorted((kinds[a] for a in alleles), key=lambda k: _KIND_ORDER[k]))
+    pair = "+".join(sorted((kinds[a] for a in alleles), key=KIND_ORDER.__getitem__))
     return pairs[pair]
-
-
-_KIND_ORDER = {"normal": 0, "mild": 1, "deficient": 2, "null": 3}
