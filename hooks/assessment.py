@@ -95,7 +95,17 @@ def inflammatory_episode(facts: PatientFacts) -> CodedFinding | None:
     return None
 
 
+def off_label_dose(order: MedicationOrder) -> bool | None:
+    """A1PI dose off 60 mg/kg weekly by more than the tolerance; None when not computable."""
+    dose = order.mg_per_kg_per_week
+    if dose is None:
+        return None
+    target = threshold("a1pi_dose_mg_per_kg_week")
+    return abs(dose - target) > target * threshold("a1pi_dose_tolerance")
+
+
 def iga_deficient(facts: PatientFacts) -> Reason | None:
+
     coded = facts.active_condition("iga_deficiency")
     if coded is not None:
         return Reason(f"IgA deficiency: {coded.text}", coded.source)

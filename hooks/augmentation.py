@@ -466,31 +466,31 @@ def _stop(orders: list[MedicationOrder], label: str) -> tuple[StopOrder, ...]:
 
 def dose_check(facts: PatientFacts, policy: Policy) -> Recommendation | None:
     """Active A1PI off 60 mg/kg weekly by more than the tolerance (row 27)."""
-    target = threshold("a1pi_dose_mg_per_kg_week")
-    tolerance = threshold("a1pi_dose_tolerance")
+    order = next((o for o in a.augmentation_orders(facts) if a.off_label_dose(o)), None)
+    return None if order is None else dose_card(facts, order)
+
+
+def dose_card(facts: PatientFacts, order: MedicationOrder) -> Recommendation:
+    """The labelled dose for an order off it, with the corrected dose when a weight allows."""
     weight = facts.latest("body_weight")
-    for order in a.augmentation_orders(facts):
-        dose = order.mg_per_kg_per_week
-        if dose is None or abs(dose - target) <= target * tolerance:
-            continue
-        correct = target * weight.value if weight else None
-        actions = ()
-        if correct and order.resource_type == "MedicationRequest":
-            actions = (
-                CorrectDose(
-                    order.source.reference, correct, f"Change to {correct:,.0f} mg IV weekly"
-                ),
-            )
-        return Recommendation(
-            topic="augmentation-dose-check",
-            summary=f"A1PI dose is {dose:.0f} mg/kg/week; the labelled dose is 60 mg/kg IV weekly",
-            advice="All four A1PI products are labelled at 60 mg/kg actual body weight IV once "
-            "weekly.",
-            evidence=(LABELS,),
-            reasons=a.reasons(a.order_reason(order), a.measurement_reason("weight", weight)),
-            actions=actions,
+    correct = threshold("a1pi_dose_mg_per_kg_week") * weight.value if weight else None
+    actions = ()
+    if correct and order.resource_type == "MedicationRequest":
+        actions = (
+            CorrectDose(order.source.reference, correct, f"Change to {correct:,.0f} mg IV weekly"),
         )
-    return None
+    labelled = f"60 mg/kg ({correct:,.0f} mg)" if correct else "60 mg/kg"
+    kind = "draft" if order.state == "draft" else "dose"
+    return Recommendation(
+        topic="augmentation-dose-check",
+        summary=f"A1PI {kind} is {order.mg_per_kg_per_week:.0f} mg/kg/week; labelled dose is "
+        f"{labelled} IV weekly",
+        advice="All four A1PI products are labelled at 60 mg/kg actual body weight IV once weekly.",
+        evidence=(LABELS,),
+        reasons=a.reasons(a.order_reason(order), a.measurement_reason("weight", weight)),
+        missing=() if weight else ("a recent body weight, to compute the corrected dose",),
+        actions=actions,
+    )
 
 
 def advanced_disease_referral(facts: PatientFacts, policy: Policy) -> Recommendation | None:

@@ -12,12 +12,11 @@ from fhir_mappings import MedicationOrder, PatientFacts
 
 from . import assessment as a
 from . import immunoglobulin as ig
-from .augmentation import A1F, CTS, LABELS, REVIEW, TRANSPLANT, TRANSPLANT_TEAM
+from .augmentation import A1F, CTS, LABELS, REVIEW, TRANSPLANT, TRANSPLANT_TEAM, dose_card
 from .knowledge import threshold
 from .monitoring import SPIROMETRY
 from .policy import Policy
 from .recommendation import (
-    CorrectDose,
     Criterion,
     Evidence,
     Necessity,
@@ -286,14 +285,13 @@ def _no_contraindication(facts: PatientFacts) -> Criterion:
 
 
 def _dose(facts: PatientFacts, order: MedicationOrder) -> Criterion:
-    target, tolerance = threshold("a1pi_dose_mg_per_kg_week"), threshold("a1pi_dose_tolerance")
-    dose = order.mg_per_kg_per_week
-    if dose is None:
+    off = a.off_label_dose(order)
+    if off is None:
         stated = order.dose is not None
         why = "no weight to compute mg/kg" if stated else "dose or interval not stated"
         return Criterion(DOSE, UNKNOWN, Reason(why, order.source))
-    status = MET if abs(dose - target) <= target * tolerance else NOT_MET
-    return Criterion(DOSE, status, Reason(f"{dose:.0f} mg/kg per week", order.source))
+    fact = Reason(f"{order.mg_per_kg_per_week:.0f} mg/kg per week", order.source)
+    return Criterion(DOSE, NOT_MET if off else MET, fact)
 
 
 def _a1pi(
@@ -413,27 +411,8 @@ def _remove(order: MedicationOrder, product: str) -> tuple[RemoveDraft, ...]:
 
 def augmentation_order_dose(facts: PatientFacts, policy: Policy) -> Recommendation | None:
     """A draft A1PI off 60 mg/kg weekly: replace it with the labelled dose."""
-    weight = facts.latest("body_weight")
-    for order in facts.orders_under_review("a1pi"):
-        criterion = _dose(facts, order)
-        if criterion.status != NOT_MET:
-            continue
-        correct = threshold("a1pi_dose_mg_per_kg_week") * weight.value
-        return Recommendation(
-            topic="augmentation-dose-check",
-            summary=f"A1PI draft is {order.mg_per_kg_per_week:.0f} mg/kg/week; labelled dose is "
-            f"60 mg/kg ({correct:,.0f} mg) weekly",
-            advice="All four A1PI products are labelled at 60 mg/kg actual body weight IV once "
-            "weekly.",
-            evidence=(LABELS,),
-            reasons=a.reasons(a.order_reason(order), a.measurement_reason("weight", weight)),
-            actions=(
-                CorrectDose(
-                    order.source.reference, correct, f"Change to {correct:,.0f} mg IV weekly"
-                ),
-            ),
-        )
-    return None
+    order = next((o for o in facts.orders_under_review("a1pi") if a.off_label_dose(o)), None)
+    return None if order is None else dose_card(facts, order)
 
 
 # --- immune globulin ---------------------------------------------------------------------------

@@ -189,3 +189,19 @@ def test_selection_of_an_unrelated_order_gives_no_cards(client):
     request = load_request("order-select-ms-zemaira")
     request["context"]["selections"] = ["MedicationRequest/seed-001-albuterol"]
     assert cards_for(client, request) == {}
+
+
+def test_per_kg_draft_off_label_without_a_weight_still_gets_a_dose_card(client):
+    """A draft in mg/kg needs no weight to be judged; the correction does, and is left out."""
+    request = load_request("order-sign-seed-000-underdosed")
+    request["prefetch"]["observations"]["entry"] = [
+        e
+        for e in request["prefetch"]["observations"]["entry"]
+        if e["resource"]["code"]["coding"][0]["code"] != "29463-7"
+    ]
+    dose = request["context"]["draftOrders"]["entry"][0]["resource"]["dosageInstruction"][0]
+    dose["doseAndRate"][0]["doseQuantity"] = {"value": 40, "unit": "mg/kg", "code": "mg/kg"}
+    card = cards_for(client, request)["augmentation-dose-check"]
+    assert "40 mg/kg/week" in card["summary"]
+    assert "suggestions" not in card
+    assert "a recent body weight" in card["detail"]
