@@ -94,6 +94,20 @@ class Genotype:
 
 
 @dataclass(frozen=True, slots=True)
+class Discordance:
+    """The allele result and the level disagree, so neither can be trusted alone.
+
+    ``kind``: "level-too-low" (no severe or borderline genotype, yet the level is below
+    the protective threshold: a null or rare allele may have been missed) or
+    "level-too-high" (a severe genotype with a level that is not low).
+    """
+
+    kind: str
+    genotype: Genotype
+    level: AatLevel
+
+
+@dataclass(frozen=True, slots=True)
 class SmokingStatus:
     """current | former | never | unknown, from 72166-2 or coded tobacco conditions."""
 
@@ -148,6 +162,7 @@ class PatientFacts:
     aat_tests: list[TestRecord] = field(default_factory=list)
     aat_levels: list[AatLevel] = field(default_factory=list)
     genotype: Genotype | None = None
+    discordance: Discordance | None = None
     measurements: dict[str, list[Measurement]] = field(default_factory=dict)
     smoking: SmokingStatus | None = None
     anti_iga: list[CodedFinding] = field(default_factory=list)

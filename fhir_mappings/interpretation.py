@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from . import aat
-from .facts import DataNote, Genotype, PatientFacts, Source
+from .facts import DataNote, Discordance, Genotype, PatientFacts, Source
 from .observations import AlleleEvidence
 
 
@@ -75,15 +75,13 @@ def _from_level(facts: PatientFacts) -> Genotype | None:
 
 
 def _note_discordance(facts: PatientFacts) -> None:
+    """Compare the allele result with the latest level, once, as a fact (and a note)."""
     genotype, level = facts.genotype, facts.latest_aat
     if genotype is None or level is None or genotype.basis == "level":
         return
     c = aat.constants()
-    if (
-        not {"S", "Z"} & set(genotype.alleles)
-        and genotype.severity != "severe"
-        and (level.umol_l < c.protective_umol_l)
-    ):
+    if genotype.severity not in ("severe", "borderline") and level.umol_l < c.protective_umol_l:
+        facts.discordance = Discordance("level-too-low", genotype, level)
         facts.notes.append(
             DataNote(
                 f"discordant: {genotype.label} but AAT {level.reported} is below "
@@ -91,7 +89,8 @@ def _note_discordance(facts: PatientFacts) -> None:
                 level.source,
             )
         )
-    if genotype.severity == "severe" and level.umol_l >= c.zz_unexpectedly_normal_umol_l:
+    elif genotype.severity == "severe" and level.umol_l >= c.zz_unexpectedly_normal_umol_l:
+        facts.discordance = Discordance("level-too-high", genotype, level)
         facts.notes.append(
             DataNote(
                 f"discordant: {genotype.label} but AAT {level.reported} is not low "
@@ -110,6 +109,7 @@ def note_stale(facts: PatientFacts, lookbacks: Lookbacks) -> None:
         ("smoking status", facts.smoking, lookbacks.smoking),
     )
     for label, fact, days in checks:
-        when = fact.source.date if fact else None
-        if when is not None and when < facts.as_of - timedelta(days=days):
+        if fact is None or fact.source.date is None:
+            continue
+        if fact.source.date < facts.as_of - timedelta(days=days):
             facts.notes.append(DataNote(f"{label} is older than {days} days", fact.source))

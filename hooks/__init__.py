@@ -1,4 +1,11 @@
-"""AATD guideline rules over PatientFacts -> Recommendations. Knows nothing of HTTP or FHIR JSON."""
+"""AATD guideline rules over PatientFacts -> Recommendations. Knows nothing of HTTP or FHIR JSON.
+
+Layout: each therapy that several hooks judge is a package (``a1pi/``, ``immunoglobulin/``)
+with its criteria declared once, a patient-view walk, an order check and its card words;
+``diagnosis``, ``smoking`` and ``monitoring`` are single modules. Shared judgements are in
+``assessment``, citations of facts in ``reasons``, suggested actions in ``actions``,
+guideline statements and thresholds in ``data/``. No rule module imports another.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +13,19 @@ from collections.abc import Callable
 
 from fhir_mappings import PatientFacts
 
-from . import augmentation, diagnosis, immunoglobulin, monitoring, orders, smoking
+from . import diagnosis, monitoring, smoking
+from .a1pi import dose as a1pi_dose
+from .a1pi import orders as a1pi_orders
+from .a1pi import patient_view as a1pi
+from .context import Context
+from .immunoglobulin import orders as ig_orders
+from .immunoglobulin import patient_view as immunoglobulin
+from .knowledge import Evidence
 from .policy import Policy
 from .recommendation import (
+    Conclusion,
     CorrectDose,
-    Criterion,
-    Evidence,
+    Judgement,
     Necessity,
     OrderService,
     OrderTest,
@@ -19,25 +33,26 @@ from .recommendation import (
     Reason,
     Recommendation,
     RemoveDraft,
+    Status,
     StopOrder,
     SuggestedAction,
 )
 
-Rule = Callable[[PatientFacts, Policy], Recommendation | None]
+Rule = Callable[[Context], Recommendation | None]
 
 # Order hooks judge the orders under review: the selected ones, or all drafts when signing.
 ORDER_RULES: tuple[Rule, ...] = (
-    orders.augmentation_order,
-    orders.augmentation_order_dose,
-    orders.immunoglobulin_order,
+    a1pi_orders.augmentation_order,
+    a1pi_dose.draft_dose_check,
+    ig_orders.immunoglobulin_order,
 )
 
 # The rules of each hook, in the order their cards are shown (most urgent areas first).
 RULES: dict[str, tuple[Rule, ...]] = {
     "patient-view": (
-        augmentation.augmentation,
-        augmentation.dose_check,
-        augmentation.advanced_disease_referral,
+        a1pi.augmentation,
+        a1pi_dose.dose_check,
+        a1pi.advanced_disease_referral,
         diagnosis.results_discordant,
         smoking.smoking_cessation,
         diagnosis.testing_recommended,
@@ -77,10 +92,10 @@ SUPPRESSED_BY: dict[str, frozenset[str]] = {
 
 def evaluate(hook: str, facts: PatientFacts, policy: Policy | None = None) -> list[Recommendation]:
     """Run the rules of ``hook``: at most one recommendation per topic, none contradicting."""
-    policy = policy or Policy()
+    ctx = Context(facts, policy or Policy())
     found: dict[str, Recommendation] = {}
     for rule in RULES[hook]:
-        recommendation = rule(facts, policy)
+        recommendation = rule(ctx)
         if recommendation is not None and recommendation.topic not in found:
             found[recommendation.topic] = recommendation
     return [
@@ -92,9 +107,11 @@ def evaluate(hook: str, facts: PatientFacts, policy: Policy | None = None) -> li
 
 __all__ = [
     "RULES",
+    "Conclusion",
+    "Context",
     "CorrectDose",
-    "Criterion",
     "Evidence",
+    "Judgement",
     "Necessity",
     "OrderService",
     "OrderTest",
@@ -103,6 +120,7 @@ __all__ = [
     "Reason",
     "Recommendation",
     "RemoveDraft",
+    "Status",
     "StopOrder",
     "SuggestedAction",
     "evaluate",

@@ -1,22 +1,26 @@
-"""Derived clinical state every rule module reads, computed one way only.
+"""Derived clinical state that several rules read, each judged one way only.
 
-Severity, obstruction, recency and the reasons that cite them live here, so that two
-rules never judge the same question differently.
+Severity, obstruction, recency, smoking state, IgA status and contraindications live
+here, so that two rules (or two hooks) never judge the same question differently.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
+from enum import StrEnum
 
 from fhir_mappings import CodedFinding, Measurement, MedicationOrder, PatientFacts
 from fhir_mappings.aat import constants
 
-from .knowledge import threshold
+from .knowledge import thresholds
 from .policy import Policy
+from .reasons import FACTS
 from .recommendation import Reason
 
 SEVERE = "severe"
 BORDERLINE = "borderline"
+DEFICIENT = (SEVERE, BORDERLINE)
 
 
 def severity(facts: PatientFacts) -> str | None:
@@ -25,7 +29,7 @@ def severity(facts: PatientFacts) -> str | None:
 
 def has_aatd(facts: PatientFacts) -> bool:
     """AATD as the catalogue means it: coded, or a severe or borderline genotype."""
-    return facts.has_condition("aatd") or severity(facts) in (SEVERE, BORDERLINE)
+    return facts.has_condition("aatd") or severity(facts) in DEFICIENT
 
 
 def abnormal_allele(facts: PatientFacts) -> bool:
@@ -35,7 +39,7 @@ def abnormal_allele(facts: PatientFacts) -> bool:
 
 def is_adult(facts: PatientFacts) -> bool | None:
     age = facts.age
-    return None if age is None else age >= threshold("adult_age_years")
+    return None if age is None else age >= thresholds().adult_age_years
 
 
 def recent_date(when: date | None, days: int, facts: PatientFacts) -> bool:
@@ -51,6 +55,11 @@ def recent_fev1(facts: PatientFacts, policy: Policy) -> Measurement | None:
     return fev1 if recent(fev1, policy.lookbacks.spirometry, facts) else None
 
 
+def recent_weight(facts: PatientFacts, policy: Policy) -> Measurement | None:
+    weight = facts.latest("body_weight")
+    return weight if recent(weight, policy.lookbacks.weight, facts) else None
+
+
 def below_protective(facts: PatientFacts) -> bool | None:
     level = facts.latest_aat
     return None if level is None else level.umol_l < constants().protective_umol_l
@@ -61,10 +70,11 @@ def obstruction(facts: PatientFacts) -> Reason | None:
     for concept, label in (("emphysema", "emphysema"), ("copd", "COPD")):
         finding = facts.conditions.get(concept)
         if finding:
-            return Reason(f"{label}: {finding[0].text}", finding[0].source)
+            text = FACTS("obstruction_finding", label=label, text=finding[0].text)
+            return Reason(text, finding[0].source)
     ratio = facts.latest("fev1_fvc")
-    if ratio is not None and ratio.value < threshold("fev1_fvc_obstruction"):
-        return Reason(f"airflow obstruction: FEV1/FVC {ratio.value:.2f}", ratio.source)
+    if ratio is not None and ratio.value < thresholds().fev1_fvc_obstruction:
+        return Reason(FACTS("obstruction_ratio", ratio=ratio.value), ratio.source)
     return None
 
 
@@ -72,7 +82,7 @@ def no_obstruction(facts: PatientFacts) -> Reason | None:
     """Evidence against obstruction: a normal FEV1/FVC and no emphysema or COPD coded."""
     ratio = facts.latest("fev1_fvc")
     if obstruction(facts) is None and ratio is not None:
-        return Reason(f"no airflow obstruction: FEV1/FVC {ratio.value:.2f}", ratio.source)
+        return Reason(FACTS("no_obstruction_ratio", ratio=ratio.value), ratio.source)
     return None
 
 
@@ -82,8 +92,9 @@ def lung_disease(facts: PatientFacts) -> bool:
     return obstruction(facts) is not None or any(facts.has_condition(c) for c in concepts)
 
 
-def augmentation_orders(facts: PatientFacts, state: str = "active") -> list[MedicationOrder]:
-    return facts.orders_of("a1pi", state)
+def augmentation_orders(facts: PatientFacts) -> list[MedicationOrder]:
+    """Active A1PI orders and statements: the patient is on augmentation."""
+    return facts.orders_of("a1pi", "active")
 
 
 def inflammatory_episode(facts: PatientFacts) -> CodedFinding | None:
@@ -95,35 +106,67 @@ def inflammatory_episode(facts: PatientFacts) -> CodedFinding | None:
     return None
 
 
-def off_label_dose(order: MedicationOrder) -> bool | None:
-    """A1PI dose off 60 mg/kg weekly by more than the tolerance; None when not computable."""
-    dose = order.mg_per_kg_per_week
-    if dose is None:
-        return None
-    target = threshold("a1pi_dose_mg_per_kg_week")
-    return abs(dose - target) > target * threshold("a1pi_dose_tolerance")
+# --- smoking: one judgement with recency, for every rule and hook ------------------------
+
+
+class SmokingState(StrEnum):
+    CURRENT = "current"
+    NOT_CURRENT = "not current"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Smoking:
+    state: SmokingState
+    reason: Reason
+
+
+def smoking_state(facts: PatientFacts, policy: Policy) -> Smoking:
+    """Current, not current, or unknown: a status older than the lookback is unknown.
+
+    A stale "current smoker" is not a current smoker today, nor evidence of having
+    stopped: the status must be asked again (every rule that reads smoking uses this).
+    """
+    smoking, days = facts.smoking, policy.lookbacks.smoking
+    if smoking is None:
+        return Smoking(SmokingState.UNKNOWN, Reason(FACTS("smoking_none")))
+    if smoking.status == "unknown":
+        text = FACTS("smoking_unknown", text=smoking.text)
+        return Smoking(SmokingState.UNKNOWN, Reason(text, smoking.source))
+    if not recent_date(smoking.source.date, days, facts):
+        text = FACTS("smoking_stale", status=smoking.status, text=smoking.text, days=days)
+        return Smoking(SmokingState.UNKNOWN, Reason(text, smoking.source))
+    state = SmokingState.CURRENT if smoking.status == "current" else SmokingState.NOT_CURRENT
+    text = FACTS("smoking_current", status=smoking.status, text=smoking.text)
+    return Smoking(state, Reason(text, smoking.source))
+
+
+# --- IgA and the label contraindications (A1PI and immune globulin) -----------------------
 
 
 def iga_deficient(facts: PatientFacts) -> Reason | None:
-
     coded = facts.active_condition("iga_deficiency")
     if coded is not None:
-        return Reason(f"IgA deficiency: {coded.text}", coded.source)
+        return Reason(FACTS("iga_coded", text=coded.text), coded.source)
     iga = facts.latest("iga")
-    if iga is not None and iga.value < threshold("iga_deficient_mg_dl"):
-        return Reason(f"IgA {iga.value:g} mg/dL", iga.source)
+    if iga is not None and iga.value < thresholds().iga_deficient_mg_dl:
+        return Reason(FACTS("iga_level", value=iga.value), iga.source)
     return None
+
+
+def anti_iga_positive(facts: PatientFacts) -> Reason | None:
+    positive = next((f for f in facts.anti_iga if f.active), None)
+    return None if positive is None else Reason(positive.text, positive.source)
 
 
 def contraindications(facts: PatientFacts) -> list[Reason]:
     """Label contraindications: anaphylaxis to A1PI; IgA deficiency with anti-IgA antibodies."""
     found = [
-        Reason(f"prior reaction to A1PI: {f.text}", f.source) for f in facts.a1pi_anaphylaxis[:1]
+        Reason(FACTS("anaphylaxis", text=f.text), f.source) for f in facts.a1pi_anaphylaxis[:1]
     ]
-    deficient = iga_deficient(facts)
-    positive = next((f for f in facts.anti_iga if f.active), None)
+    deficient, positive = iga_deficient(facts), anti_iga_positive(facts)
     if deficient and positive:
-        found += [deficient, Reason(positive.text, positive.source)]
+        found += [deficient, positive]
     return found
 
 
@@ -135,57 +178,10 @@ def anti_iga_unknown(facts: PatientFacts) -> Reason | None:
     return None
 
 
-# --- reasons, cited the same way on every card ------------------------------------------
-
-
-def genotype_reason(facts: PatientFacts) -> Reason | None:
-    genotype = facts.genotype
-    if genotype is None:
+def off_label_dose(order: MedicationOrder) -> bool | None:
+    """A1PI dose off the labelled mg/kg weekly by more than the tolerance; None if unknown."""
+    dose = order.mg_per_kg_per_week
+    if dose is None:
         return None
-    if genotype.basis == "level":
-        return Reason(
-            f"no genotype on record; {genotype.text} is below the protective level",
-            genotype.sources[0],
-        )
-    kind = "genotype" if genotype.basis == "dna" else "phenotype"
-    return Reason(f"PI*{genotype.label} ({kind}, {genotype.severity})", genotype.sources[0])
-
-
-def aat_reason(facts: PatientFacts) -> Reason | None:
-    level = facts.latest_aat
-    if level is None:
-        return None
-    extra = " (preliminary)" if level.preliminary else ""
-    return Reason(
-        f"AAT {level.reported} ({level.umol_l:.1f} umol/L, {level.mg_dl:.0f} mg/dL){extra}",
-        level.source,
-    )
-
-
-def measurement_reason(
-    label: str, measurement: Measurement | None, fmt: str = "{:g}"
-) -> Reason | None:
-    if measurement is None:
-        return None
-    unit = "" if measurement.unit in ("1", "") else f" {measurement.unit}"
-    return Reason(f"{label} {fmt.format(measurement.value)}{unit}", measurement.source)
-
-
-def finding_reason(label: str, finding: CodedFinding | None) -> Reason | None:
-    if finding is None:
-        return None
-    past = "" if finding.active else " (resolved or inactive)"
-    return Reason(f"{label}: {finding.text}{past}", finding.source)
-
-
-def order_reason(order: MedicationOrder) -> Reason:
-    dose = ""
-    if order.dose is not None:
-        dose = f", {order.dose:g} {order.dose_unit or ''}".rstrip()
-        if order.interval_days:
-            dose += f" every {order.interval_days:g} days"
-    return Reason(f"{order.state} order: {order.text}{dose}", order.source)
-
-
-def reasons(*items: Reason | None) -> tuple[Reason, ...]:
-    return tuple(item for item in items if item is not None)
+    target = thresholds().a1pi_dose_mg_per_kg_week
+    return abs(dose - target) > target * thresholds().a1pi_dose_tolerance

@@ -1,12 +1,25 @@
-"""The clinical knowledge the rules cite, loaded once from the JSON files in ``knowledge/``."""
+"""The clinical knowledge the rules read and cite, loaded once from JSON data files.
+
+- ``data/thresholds.json``: the numbers rules compare against, typed (``thresholds()``);
+- ``data/statements.json``: guideline statements the cards quote (``statement(id)``);
+- ``data/guidelines.json``, ``data/topics.json``, ``data/override_reasons.json``;
+- card words (``Words``): templates beside the rules that use them, whose numbers are
+  placeholders bound to the thresholds, so a number is never typed twice.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import string
+from collections import ChainMap
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from functools import cache
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
+
+from fhir_mappings.aat import constants
 
 TOPIC_SYSTEM = "urn:alpha1-cds:topic"
 OVERRIDE_REASON_SYSTEM = "urn:alpha1-cds:override-reason"
@@ -27,32 +40,170 @@ class Guideline:
     url: str
 
 
-def load(name: str) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Every number a rule compares against (data/thresholds.json, each with its source)."""
+
+    fev1_fvc_obstruction: float
+    aat_below_normal_umol_l: float
+    fev1_advanced_disease_percent: float
+    adult_age_years: int
+    a1pi_dose_mg_per_kg_week: float
+    a1pi_dose_tolerance: float
+    igg_very_low_mg_dl: float
+    igg_severe_mg_dl: float
+    igg_low_mg_dl: float
+    igg_trough_target_mg_dl: float
+    igg_trough_ideal_mg_dl: float
+    igm_low_mg_dl: float
+    iga_deficient_mg_dl: float
+    ivig_usual_g_per_kg: tuple[float, float]
+    ivig_escalation_g_per_kg: float
+    recurrent_infections_count: int
+    recurrent_infections_days: int
+    influenza_vaccine_days: int
+
+
+def read_json(*path: str) -> dict[str, Any]:
     """A data file of this package, without its ``_about`` notes."""
-    return _load(name)
+    return _without_notes(resources.files("hooks").joinpath(*path))
 
 
-def _load(name: str) -> dict[str, Any]:
-    text = resources.files("hooks").joinpath("data", name).read_text(encoding="utf-8")
-    return {key: value for key, value in json.loads(text).items() if not key.startswith("_")}
+def _without_notes(file: Traversable) -> dict[str, Any]:
+    data = json.loads(file.read_text(encoding="utf-8"))
+    return {key: value for key, value in data.items() if not key.startswith("_")}
+
+
+@cache
+def thresholds() -> Thresholds:
+    data = read_json("data", "thresholds.json")
+    names = {f.name for f in fields(Thresholds)}
+    if names != data.keys():
+        raise ValueError(f"thresholds.json and Thresholds differ: {sorted(names ^ data.keys())}")
+    values: dict[str, Any] = {
+        k: tuple(v["value"]) if isinstance(v["value"], list) else v["value"]
+        for k, v in data.items()
+    }
+    return Thresholds(**values)
 
 
 @cache
 def topics() -> dict[str, Topic]:
-    return {code: Topic(code, **entry) for code, entry in _load("topics.json").items()}
+    return {code: Topic(code, **entry) for code, entry in read_json("data", "topics.json").items()}
 
 
 @cache
 def guidelines() -> dict[str, Guideline]:
-    return {gid: Guideline(gid, **entry) for gid, entry in _load("guidelines.json").items()}
+    return {
+        gid: Guideline(gid, **entry) for gid, entry in read_json("data", "guidelines.json").items()
+    }
 
 
 @cache
 def override_reasons() -> dict[str, str]:
-    return _load("override_reasons.json")
+    return read_json("data", "override_reasons.json")
 
 
 @cache
-def threshold(name: str) -> Any:
-    """A clinical threshold from data/thresholds.json (a number, or a [low, high] pair)."""
-    return _load("thresholds.json")[name]["value"]
+def bound_numbers() -> Mapping[str, Any]:
+    """The names card words may use for numbers: thresholds and the AAT constants.
+
+    A pair ``[low, high]`` is offered as ``name_low`` and ``name_high``; a fraction
+    tolerance also as a percentage (``a1pi_dose_tolerance_percent``).
+    """
+    bound: dict[str, Any] = {}
+    for name, value in asdict(thresholds()).items():
+        if isinstance(value, tuple):
+            bound[f"{name}_low"], bound[f"{name}_high"] = value
+        else:
+            bound[name] = value
+    bound["a1pi_dose_tolerance_percent"] = round(thresholds().a1pi_dose_tolerance * 100)
+    aat = constants()
+    bound["protective_umol_l"] = aat.protective_umol_l
+    bound["protective_mg_dl"] = aat.protective_mg_dl
+    bound["zz_unexpectedly_normal_umol_l"] = aat.zz_unexpectedly_normal_umol_l
+    for profile, window in read_json("data", "policy.json").items():
+        prefix = profile.split("-")[0]  # a1f, cts
+        bound[f"{prefix}_recommend_max"] = window["recommend_max"]
+        bound[f"{prefix}_consider_max"] = window["consider_max"]
+        bound[f"{prefix}_minimum"] = window.get("min")
+    return bound
+
+
+_FORMATTER = string.Formatter()
+
+
+def template_fields(template: str) -> set[str]:
+    """The placeholder names a template needs (``{dose:,.0f}`` -> ``dose``)."""
+    return {
+        name.split(".")[0].split("[")[0]
+        for _, name, _, _ in _FORMATTER.parse(template)
+        if name is not None
+    }
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+class Words:
+    """The words a clinician reads for one area, from a JSON file beside its rules.
+
+    ``words("candidate.summary", dose=4200)`` renders the template at that dotted key,
+    with the rule's values first and the bound numbers (thresholds) after them. A missing
+    value raises: the test suite renders every template through the rules that use it.
+    """
+
+    def __init__(self, package: str, *path: str) -> None:
+        self.package = package
+        self.path = path
+
+    @property
+    def templates(self) -> dict[str, str]:
+        return _templates(self.package, self.path)
+
+    def __call__(self, key: str, /, **values: Any) -> str:
+        bound = ChainMap(values, dict(bound_numbers()))
+        return _FORMATTER.vformat(self.templates[key], (), bound)
+
+
+@cache
+def _templates(package: str, path: tuple[str, ...]) -> dict[str, str]:
+    return _flatten(_without_notes(resources.files(package).joinpath(*path)))
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """A guideline statement behind the advice and how strong it is."""
+
+    guideline: str
+    statement: str
+    strength: str
+
+    def __post_init__(self) -> None:
+        if self.guideline not in guidelines():
+            raise ValueError(f"unknown guideline {self.guideline!r}")
+
+
+STATEMENTS = Words("hooks", "data", "statements.json")
+
+
+@cache
+def statement(key: str) -> Evidence:
+    """A guideline statement by its id in data/statements.json, numbers bound."""
+    guideline, strength = key.split(".")[0], _statement_strength(key)
+    return Evidence(guideline, STATEMENTS(f"{key}.text"), strength)
+
+
+def _statement_strength(key: str) -> str:
+    return STATEMENTS.templates[f"{key}.strength"]
+
+
+def statements(*keys: str) -> tuple[Evidence, ...]:
+    return tuple(statement(key) for key in keys)

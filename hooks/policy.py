@@ -12,7 +12,7 @@ from functools import cache
 from fhir_mappings import Lookbacks
 from fhir_mappings.aat import constants
 
-from .knowledge import load
+from .knowledge import read_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,13 +34,16 @@ def fev1_windows() -> dict[str, Fev1Window]:
         name: Fev1Window(
             name, e["label"], e["recommend_max"], e["consider_max"], e.get("min"), e["source"]
         )
-        for name, e in load("policy.json").items()
+        for name, e in read_json("data", "policy.json").items()
     }
+
+
+DEFAULT_FEV1_WINDOW = "a1f-2016"
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    fev1_window: str = "a1f-2016"
+    fev1_window: str = DEFAULT_FEV1_WINDOW
     lookbacks: Lookbacks = field(default_factory=Lookbacks)
     aat_grey_zone_mg_dl: tuple[float, float] = field(
         default_factory=lambda: constants().grey_zone_mg_dl

@@ -7,10 +7,11 @@ cards and turns each SuggestedAction into a FHIR resource.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum, StrEnum
 
 from fhir_mappings import Source
 
-from .knowledge import guidelines, topics
+from .knowledge import Evidence, topics
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,19 +20,6 @@ class Reason:
 
     text: str
     source: Source | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Evidence:
-    """A guideline statement behind the advice and how strong it is."""
-
-    guideline: str
-    statement: str
-    strength: str
-
-    def __post_init__(self) -> None:
-        if self.guideline not in guidelines():
-            raise ValueError(f"unknown guideline {self.guideline!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,17 +78,47 @@ SuggestedAction = (
 )
 
 
+class Status(StrEnum):
+    MET = "met"
+    NOT_MET = "not met"
+    UNKNOWN = "unknown"
+
+
 @dataclass(frozen=True, slots=True)
-class Criterion:
-    """One medical-necessity criterion of an order: met, not met or unknown, and why."""
+class Judgement:
+    """One criterion judged for this patient: met, not met or unknown, and the fact behind it.
 
-    name: str
-    status: str  # "met" | "not met" | "unknown"
+    ``criterion`` is a member of a therapy's criteria enum (its value is the display
+    text); ``kind`` names the finer distinction a decision walk needs (e.g. a borderline
+    SZ level), so no rule ever reads the display text.
+    """
+
+    criterion: Enum
+    status: Status
     fact: Reason
+    kind: StrEnum | None = None
 
-    def __post_init__(self) -> None:
-        if self.status not in ("met", "not met", "unknown"):
-            raise ValueError(f"criterion status {self.status!r}")
+    @property
+    def name(self) -> str:
+        return str(self.criterion.value)
+
+    @property
+    def met(self) -> bool:
+        return self.status is Status.MET
+
+    @property
+    def not_met(self) -> bool:
+        return self.status is Status.NOT_MET
+
+    @property
+    def unknown(self) -> bool:
+        return self.status is Status.UNKNOWN
+
+
+class Conclusion(StrEnum):
+    SUPPORTED = "supported"
+    NOT_SUPPORTED = "not supported"
+    NEEDS_DOCUMENTATION = "needs documentation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +126,8 @@ class Necessity:
     """What a prior-authorization reviewer reads: the criteria and the conclusion."""
 
     order: str
-    criteria: tuple[Criterion, ...]
-    conclusion: str  # "supported" | "not supported" | "needs documentation"
+    criteria: tuple[Judgement, ...]
+    conclusion: Conclusion
 
 
 @dataclass(frozen=True, slots=True)

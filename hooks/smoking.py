@@ -1,81 +1,58 @@
 """Smoking: cessation for every abnormal allele, and a current status before any decision.
 
-clinical-knowledge.md 2.6 (MZ ever-smokers), 2.9; section 5 rows 5-7, 28.
+Both rules read the one smoking judgement (``assessment.smoking_state``, with recency),
+the same one the A1PI criteria read. Sources: A1F 2016 (cessation; no augmentation while
+smoking), Molloy 2014 (MZ risk in smokers), US Core (smoking status).
 """
 
 from __future__ import annotations
 
-from fhir_mappings import PatientFacts
-
 from . import assessment as a
-from .policy import Policy
-from .recommendation import Evidence, Reason, Recommendation
+from .assessment import SmokingState
+from .context import Context
+from .knowledge import Words, statements
+from .reasons import genotype_reason, reasons
+from .recommendation import Recommendation
 
-CESSATION = Evidence(
-    "a1f-2016",
-    "Smoking cessation is imperative in AATD; augmentation is not recommended for those who "
-    "continue to smoke.",
-    "recommendation",
-)
-MZ_RISK = Evidence(
-    "mz-copd-2014",
-    "PI*MZ raises COPD risk mainly in smokers (adjusted OR 10.65 in ever-smokers).",
-    "observational",
-)
+WORDS = Words("hooks", "words", "smoking.json")
+CESSATION = "a1f-2016.cessation"
 
 
-def _relevant(facts: PatientFacts) -> bool:
-    return a.has_aatd(facts) or a.abnormal_allele(facts)
+def _relevant(ctx: Context) -> bool:
+    return a.has_aatd(ctx.facts) or a.abnormal_allele(ctx.facts)
 
 
-def smoking_cessation(facts: PatientFacts, policy: Policy) -> Recommendation | None:
-    smoking = facts.smoking
-    if smoking is None or smoking.status != "current" or not _relevant(facts):
+def smoking_cessation(ctx: Context) -> Recommendation | None:
+    """When: AATD or an abnormal allele (MZ included) and a current smoker within the
+    smoking lookback (A1F 2016; Molloy 2014). Then: intensive cessation support."""
+    if ctx.smoking.state is not SmokingState.CURRENT or not _relevant(ctx):
         return None
-    severe = a.severity(facts) == a.SEVERE
-    advice = "Offer intensive cessation support: pharmacotherapy plus counselling. Avoid "
-    advice += "occupational and environmental exposures."
-    if severe:
-        advice += " Do not start augmentation while smoking; re-assess after sustained abstinence."
-    label = f"PI*{facts.genotype.label}" if facts.genotype and facts.genotype.alleles else "AATD"
+    facts = ctx.facts
+    advice = WORDS("cessation.advice")
+    if a.severity(facts) == a.SEVERE:
+        advice += WORDS("cessation.advice_severe")
+    genotype = facts.genotype
+    label = f"PI*{genotype.label}" if genotype and genotype.alleles else WORDS("cessation.aatd")
     return Recommendation(
         topic="smoking-cessation",
-        summary=f"Current smoker with {label}: smoking cessation is the priority",
+        summary=WORDS("cessation.summary", label=label),
         advice=advice,
-        evidence=(CESSATION, MZ_RISK),
-        reasons=a.reasons(
-            a.genotype_reason(facts), Reason(f"smoking: {smoking.text}", smoking.source)
-        ),
+        evidence=statements(CESSATION, "mz-copd-2014.smokers"),
+        reasons=reasons(genotype_reason(facts), ctx.smoking.reason),
     )
 
 
-def smoking_status_unknown(facts: PatientFacts, policy: Policy) -> Recommendation | None:
-    if not _relevant(facts):
+def smoking_status_unknown(ctx: Context) -> Recommendation | None:
+    """When: AATD or an abnormal allele and no smoking status within the lookback (none,
+    "unknown", or older: a stale "current smoker" too). Then: record the status."""
+    if ctx.smoking.state is not SmokingState.UNKNOWN or not _relevant(ctx):
         return None
-    smoking = facts.smoking
-    days = policy.lookbacks.smoking
-    if (
-        smoking is not None
-        and smoking.status != "unknown"
-        and a.recent_date(smoking.source.date, days, facts)
-    ):
-        return None
-    last = f"last recorded: {smoking.text}" if smoking else "no tobacco smoking status on record"
+    days = ctx.policy.lookbacks.smoking
     return Recommendation(
         topic="smoking-status-unknown",
-        summary="AATD: record current tobacco smoking status",
-        advice="Smoking status decides eligibility for augmentation and is the first thing to "
-        "change in AATD; record it (LOINC 72166-2) at least yearly.",
-        evidence=(
-            Evidence(
-                "us-core-smoking",
-                "Tobacco smoking status is a required data element.",
-                "implementation",
-            ),
-            CESSATION,
-        ),
-        reasons=a.reasons(
-            a.genotype_reason(facts), Reason(last, smoking.source if smoking else None)
-        ),
-        missing=(f"smoking status within {days} days",),
+        summary=WORDS("unknown.summary"),
+        advice=WORDS("unknown.advice"),
+        evidence=statements("us-core-smoking.data-element", CESSATION),
+        reasons=reasons(genotype_reason(ctx.facts), ctx.smoking.reason),
+        missing=(WORDS("unknown.missing", days=days),),
     )

@@ -93,6 +93,11 @@ TABLE: dict[str, tuple[dict[str, str], set[str]]] = {
     "smoking-mz-current-smoker": ({"smoking-cessation": "warning"}, {"smoking-status-unknown"}),
     "smoking-mz-former-smoker": ({}, {"smoking-cessation", "smoking-status-unknown"}),
     "smoking-status-missing": ({"smoking-status-unknown": "info"}, {"smoking-cessation"}),
+    # A "current smoker" recorded 2.5 years ago: the status is asked again (issue 11).
+    "smoking-zz-stale-current-smoker": (
+        {"augmentation-workup-incomplete": "info"},
+        {"smoking-cessation", "augmentation-candidate", "smoking-status-unknown"},
+    ),
     "spirometry-overdue-on-augmentation": ({"spirometry-due": "info"}, {"augmentation-candidate"}),
     "monitoring-zz-up-to-date": ({}, {"liver-monitoring", "vaccinations-due", "spirometry-due"}),
     "family-mm-normal": ({}, {"family-testing", "results-discordant"}),

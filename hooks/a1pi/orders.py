@@ -1,0 +1,157 @@
+"""A1PI orders at order-select / order-sign: the medical-necessity statement.
+
+Every criterion of ``criteria.py`` is rendered with the fact behind it, plus the dose of
+the order under review, and a conclusion: supported, not supported, or needs
+documentation. Nothing is judged here that patient-view judges otherwise.
+"""
+
+from __future__ import annotations
+
+from fhir_mappings import MedicationOrder
+
+from .. import actions
+from ..context import Context
+from ..knowledge import statements
+from ..reasons import order_reason
+from ..recommendation import (
+    Conclusion,
+    Judgement,
+    Necessity,
+    Recommendation,
+    SuggestedAction,
+)
+from .criteria import (
+    A1F,
+    CTS,
+    LABELS,
+    REVIEW,
+    SPECIALIST_KINDS,
+    TRANSPLANT,
+    WORDS,
+    A1pi,
+    dose,
+    missing_item,
+)
+
+TRANSPLANTS = (A1pi.NO_LUNG_TRANSPLANT, A1pi.NO_LIVER_TRANSPLANT)
+
+
+def augmentation_order(ctx: Context) -> Recommendation | None:
+    """When: an A1PI order is under review. Then: its medical necessity, criterion by
+    criterion (FDA labels, A1F 2016, CTS 2012, ATS/ERS), and one verdict: contraindicated,
+    not supported (the first failing criterion says why), anti-IgA first, needs a
+    specialist or documentation, or supported."""
+    orders = ctx.facts.orders_under_review("a1pi")
+    if not orders:
+        return None
+    order = orders[0]
+    judged = (*ctx.a1pi, dose(order))
+    patient = [j for j in judged if j.criterion is not A1pi.DOSE]
+    failing = [j for j in patient if j.not_met]
+    unknown = [j for j in patient if j.unknown]
+    contraindication = ctx.a1pi[A1pi.NO_CONTRAINDICATION]
+    if contraindication.not_met:
+        return _verdict(
+            ctx,
+            order,
+            judged,
+            Conclusion.NOT_SUPPORTED,
+            "augmentation-contraindicated",
+            "contraindicated",
+            actions=actions.remove_draft(order),
+        )
+    if failing:
+        first = failing[0].criterion
+        return _verdict(
+            ctx,
+            order,
+            judged,
+            Conclusion.NOT_SUPPORTED,
+            "augmentation-not-indicated",
+            f"not_supported.{first.name}",
+            actions=actions.remove_draft(order),
+            indicator="warning",
+            evidence=(TRANSPLANT, LABELS) if first in TRANSPLANTS else (LABELS, A1F, REVIEW),
+        )
+    if contraindication.unknown:
+        return _verdict(
+            ctx,
+            order,
+            judged,
+            Conclusion.NEEDS_DOCUMENTATION,
+            "augmentation-contraindicated",
+            "anti_iga_unknown",
+            actions=(actions.ANTI_IGA_TEST,),
+            indicator="warning",
+        )
+    if unknown:
+        return _unknown(ctx, order, judged, unknown)
+    return _verdict(ctx, order, judged, Conclusion.SUPPORTED, "augmentation-candidate", "supported")
+
+
+def _unknown(
+    ctx: Context, order: MedicationOrder, judged: tuple[Judgement, ...], unknown: list[Judgement]
+) -> Recommendation:
+    """Unknowns a specialist settles go to one; the rest are documented first."""
+    lung = ctx.a1pi[A1pi.NO_LUNG_TRANSPLANT]
+    specialist = any(j.kind in SPECIALIST_KINDS for j in unknown)
+    if lung.unknown:
+        key = "lung_transplant_episode"
+    elif specialist:
+        key = "specialist"
+    else:
+        key = "document"
+    names = ", ".join(j.name.lower() for j in unknown[:2])
+    return _verdict(
+        ctx,
+        order,
+        judged,
+        Conclusion.NEEDS_DOCUMENTATION,
+        "augmentation-specialist-review" if specialist else "augmentation-workup-incomplete",
+        key,
+        values={"items": names},
+        actions=_missing_actions(unknown),
+        evidence=(TRANSPLANT, LABELS) if ctx.facts.lung_transplant else (LABELS, A1F),
+    )
+
+
+def _missing_actions(unknown: list[Judgement]) -> tuple[SuggestedAction, ...]:
+    criteria = {j.criterion for j in unknown}
+    found: list[SuggestedAction] = []
+    if A1pi.FEV1_WINDOW in criteria:
+        found.append(actions.SPIROMETRY)
+    if A1pi.RECENT_WEIGHT in criteria:
+        found.append(actions.WEIGHT)
+    if A1pi.NO_LUNG_TRANSPLANT in criteria:
+        found.append(actions.TRANSPLANT_TEAM)
+    elif any(j.kind in SPECIALIST_KINDS for j in unknown):
+        found.append(actions.AATD_SPECIALIST)
+    return tuple(found)
+
+
+def _verdict(
+    ctx: Context,
+    order: MedicationOrder,
+    judged: tuple[Judgement, ...],
+    conclusion: Conclusion,
+    topic: str,
+    key: str,
+    *,
+    actions: tuple[SuggestedAction, ...] = (),
+    indicator: str = "",
+    evidence: tuple[str, ...] = (LABELS, A1F, CTS),
+    values: dict[str, str] | None = None,
+) -> Recommendation:
+    """A card for one A1PI order, carrying its medical-necessity statement."""
+    missing = tuple(missing_item(j, ctx.policy) for j in judged if j.unknown)
+    return Recommendation(
+        topic=topic,
+        summary=WORDS(f"orders.{key}.summary", **(values or {})),
+        advice=WORDS(f"orders.{key}.advice", **(values or {})),
+        evidence=statements(*evidence),
+        reasons=(order_reason(order),),
+        missing=missing,
+        actions=actions,
+        indicator=indicator,
+        necessity=Necessity(order.text, judged, conclusion),
+    )

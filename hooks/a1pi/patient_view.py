@@ -1,0 +1,368 @@
+"""A1PI at patient-view: who should start, stop, or be reviewed, and the dose check.
+
+``augmentation`` walks the decision in the order that keeps the cards consistent:
+contraindication, transplant, age, deficiency, then (for a severe deficiency) smoking,
+lung function, obstruction, missing work-up and candidacy. It returns at most one of
+candidate / not-indicated / specialist-review / workup-incomplete / discontinue /
+contraindicated, so these never contradict each other. It reads the criteria of
+``criteria.py`` by identifier, the same judgements the order hooks render.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_mappings import MedicationOrder
+
+from .. import actions
+from .. import assessment as a
+from ..context import Context
+from ..knowledge import statements, thresholds
+from ..reasons import (
+    aat_reason,
+    age_reason,
+    fev1_reason,
+    finding_reason,
+    genotype_reason,
+    order_reasons,
+    reasons,
+)
+from ..recommendation import Reason, Recommendation
+from .criteria import (
+    A1F,
+    CTS,
+    LABELS,
+    REVIEW,
+    TRANSPLANT,
+    WORDS,
+    A1pi,
+    Kind,
+    labelled_dose_mg,
+    missing_item,
+)
+
+# Work-up items the decision needs, in the order a card lists them.
+WORKUP = (A1pi.FEV1_WINDOW, A1pi.OBSTRUCTION, A1pi.NOT_SMOKING, A1pi.RECENT_WEIGHT, A1pi.ADULT)
+
+
+def augmentation(ctx: Context) -> Recommendation | None:
+    """When: the patient has (or may have) AATD, or is on A1PI.
+    Then: one verdict on augmentation, from the FDA labels, A1F 2016, CTS 2012 and
+    ATS/ERS: contraindicated, discontinue, specialist review, work-up incomplete,
+    not indicated, or candidate with the labelled dose.
+    """
+    on = a.augmentation_orders(ctx.facts)
+    for step in (_contraindicated, _transplant, _child, _deficiency):
+        decided, recommendation = step(ctx, on)
+        if decided:
+            return recommendation
+    return _severe(ctx, on)
+
+
+Step = tuple[bool, Recommendation | None]
+
+
+def _card(
+    topic: str,
+    key: str,
+    evidence: tuple[str, ...],
+    *,
+    values: dict[str, Any] | None = None,
+    **extra: Any,
+) -> Recommendation:
+    """A recommendation whose summary and advice are the words at ``key``."""
+    values = values or {}
+    return Recommendation(
+        topic=topic,
+        summary=WORDS(f"{key}.summary", **values),
+        advice=WORDS(f"{key}.advice", **values),
+        evidence=statements(*evidence),
+        **extra,
+    )
+
+
+def _contraindicated(ctx: Context, on: list[MedicationOrder]) -> Step:
+    """When: on A1PI and a label contraindication is on record. Then: stop (critical)."""
+    judged = ctx.a1pi[A1pi.NO_CONTRAINDICATION]
+    if not on or not judged.not_met:
+        return False, None
+    return True, _card(
+        "augmentation-contraindicated",
+        "contraindicated",
+        (LABELS,),
+        reasons=(*a.contraindications(ctx.facts), *order_reasons(on)),
+        actions=actions.stop(on, WORDS("contraindicated.stop")),
+    )
+
+
+def _transplant(ctx: Context, on: list[MedicationOrder]) -> Step:
+    """When: a liver or lung transplant is on record. Then: never "start"; after a liver
+    transplant augmentation is not needed; after a lung transplant routine therapy is
+    stopped, and an inflammatory episode goes to the transplant team (ATS/ERS)."""
+    facts = ctx.facts
+    if facts.liver_transplant is not None:
+        return True, _after_liver_transplant(ctx, on)
+    lung = ctx.a1pi[A1pi.NO_LUNG_TRANSPLANT]
+    if lung.met:
+        return False, None
+    base = reasons(
+        finding_reason("lung transplant", facts.lung_transplant),
+        genotype_reason(facts),
+        *order_reasons(on),
+    )
+    if lung.kind is Kind.INFLAMMATORY_EPISODE and (on or a.severity(facts) == a.SEVERE):
+        return True, _card(
+            "augmentation-specialist-review",
+            "lung_transplant_episode",
+            (TRANSPLANT,),
+            reasons=(*base, lung.fact),
+            actions=(actions.TRANSPLANT_TEAM,),
+        )
+    if not on:
+        return True, None
+    return True, _card(
+        "augmentation-discontinue",
+        "lung_transplant_routine",
+        (TRANSPLANT,),
+        reasons=(*base, Reason(WORDS("lung_transplant_routine.no_episode"))),
+        actions=actions.stop(on, WORDS("lung_transplant_routine.stop")),
+    )
+
+
+def _after_liver_transplant(ctx: Context, on: list[MedicationOrder]) -> Recommendation | None:
+    facts = ctx.facts
+    if not on and a.severity(facts) not in a.DEFICIENT:
+        return None
+    key = "liver_transplant_on" if on else "liver_transplant_off"
+    return _card(
+        "augmentation-discontinue" if on else "augmentation-not-indicated",
+        key,
+        (TRANSPLANT,),
+        reasons=reasons(
+            finding_reason("liver transplant", facts.liver_transplant),
+            genotype_reason(facts),
+            *order_reasons(on),
+        ),
+        actions=actions.stop(on, WORDS("liver_transplant_on.stop")),
+    )
+
+
+def _child(ctx: Context, on: list[MedicationOrder]) -> Step:
+    """When: under the labels' adult age. Then: no augmentation (specialist review if
+    ordered); focus on liver and family care (labels; CK row 39)."""
+    if not ctx.a1pi[A1pi.ADULT].not_met:
+        return False, None
+    if not on and not a.has_aatd(ctx.facts):
+        return True, None
+    return True, _card(
+        "augmentation-specialist-review" if on else "augmentation-not-indicated",
+        "child_on" if on else "child_off",
+        (LABELS,),
+        reasons=reasons(age_reason(ctx.facts), genotype_reason(ctx.facts), *order_reasons(on)),
+    )
+
+
+def _deficiency(ctx: Context, on: list[MedicationOrder]) -> Step:
+    """When: the deficiency is not established as severe. Then: not indicated (MM, MS, SS,
+    MZ, a protective level), stop if on it, specialist for SZ with a low level, the level
+    first for SZ without one; discordant results are the results-discordant card's."""
+    facts, judged = ctx.facts, ctx.a1pi[A1pi.SEVERE_DEFICIENCY]
+    base = reasons(
+        genotype_reason(facts), aat_reason(facts), a.obstruction(facts), *order_reasons(on)
+    )
+    match judged.kind:
+        case Kind.SEVERE:
+            return False, None
+        case Kind.DISCORDANT:
+            return True, None
+        case Kind.NO_RESULT:
+            return True, _unestablished(ctx, on) if on else None
+        case Kind.BORDERLINE_NO_LEVEL:
+            return True, _workup(ctx, (A1pi.SEVERE_DEFICIENCY,))
+        case Kind.BORDERLINE_LOW:
+            label = facts.genotype.label if facts.genotype else "?"
+            return True, _card(
+                "augmentation-specialist-review",
+                "borderline_low",
+                (REVIEW, CTS),
+                values={"label": label},
+                reasons=base,
+                actions=(actions.AATD_SPECIALIST,),
+            )
+        case Kind.BORDERLINE_PROTECTIVE:
+            if on:
+                return True, _unestablished(ctx, on)
+            label = facts.genotype.label if facts.genotype else "?"
+            return True, _card(
+                "augmentation-not-indicated",
+                "borderline_protective",
+                (REVIEW,),
+                values={"label": label},
+                reasons=base,
+            )
+    if on:
+        return True, _unestablished(ctx, on)
+    if not (a.lung_disease(facts) or facts.has_condition("aatd")):
+        return True, None
+    genotype = facts.genotype
+    label = (
+        WORDS("not_severe.genotype", label=genotype.label)
+        if genotype
+        else WORDS("not_severe.level")
+    )
+    return True, _card(
+        "augmentation-not-indicated",
+        "not_severe",
+        (A1F, LABELS, REVIEW),
+        values={"label": label},
+        reasons=reasons(genotype_reason(facts), aat_reason(facts), a.obstruction(facts)),
+    )
+
+
+def _unestablished(ctx: Context, on: list[MedicationOrder]) -> Recommendation:
+    """On A1PI without an established severe deficiency: consider stopping (labels)."""
+    facts = ctx.facts
+    unknown = not (facts.genotype or facts.aat_levels)
+    return _card(
+        "augmentation-discontinue",
+        "unestablished",
+        (LABELS, A1F),
+        reasons=reasons(genotype_reason(facts), aat_reason(facts), *order_reasons(on)),
+        missing=(WORDS("unestablished.missing"),) if unknown else (),
+        actions=actions.stop(on, WORDS("unestablished.stop")),
+    )
+
+
+def _severe(ctx: Context, on: list[MedicationOrder]) -> Recommendation | None:
+    """When: severe deficiency. Then, in order: a current smoker is not started (and one on
+    therapy is reviewed); FEV1 below the advanced-disease threshold, a contraindication or
+    therapy without obstruction go to a specialist; no obstruction is not indicated;
+    missing inputs are asked for; otherwise the FEV1 window decides (A1F 2016 / CTS 2012).
+    """
+    facts, c = ctx.facts, ctx.a1pi
+    base = reasons(genotype_reason(facts), aat_reason(facts))
+    if c[A1pi.NOT_SMOKING].not_met:
+        if not on:
+            return None  # the smoking-cessation card says not to start while smoking
+        return _specialist(ctx, "smoker_on", (*base, c[A1pi.NOT_SMOKING].fact))
+    fev1 = c[A1pi.FEV1_WINDOW]
+    if fev1.kind is Kind.BELOW_MINIMUM:
+        return _specialist(ctx, "below_minimum", (*base, fev1.fact))
+    if not on and c[A1pi.NO_CONTRAINDICATION].not_met:
+        return _specialist(ctx, "contraindicated_not_on", (*base, *a.contraindications(facts)))
+    obstruction = c[A1pi.OBSTRUCTION]
+    if obstruction.not_met:
+        if on:
+            return _specialist(
+                ctx, "no_obstruction_on", (*base, obstruction.fact, *order_reasons(on))
+            )
+        return _card(
+            "augmentation-not-indicated",
+            "no_obstruction",
+            (A1F, LABELS),
+            reasons=(*base, obstruction.fact),
+        )
+    if fev1.kind is Kind.ABOVE_WINDOW:
+        return _above_window(ctx, base)
+    missing = tuple(criterion for criterion in WORKUP if c[criterion].unknown)
+    if missing:
+        return None if on else _workup(ctx, missing)
+    if on:
+        return None  # already treated; the dose check looks at the order
+    return _candidate(ctx, base)
+
+
+def _specialist(ctx: Context, key: str, why: tuple[Reason, ...]) -> Recommendation:
+    return _card(
+        "augmentation-specialist-review",
+        key,
+        (A1F, CTS, REVIEW),
+        reasons=why,
+        actions=(actions.AATD_SPECIALIST,),
+    )
+
+
+def _workup(ctx: Context, missing: tuple[A1pi, ...]) -> Recommendation:
+    """What the decision still needs, each item said the same way as in the order hooks."""
+    facts = ctx.facts
+    return _card(
+        "augmentation-workup-incomplete",
+        "workup",
+        (LABELS, A1F),
+        reasons=reasons(genotype_reason(facts), aat_reason(facts)),
+        missing=tuple(missing_item(ctx.a1pi[criterion], ctx.policy) for criterion in missing),
+        actions=(actions.SPIROMETRY,) if A1pi.FEV1_WINDOW in missing else (),
+    )
+
+
+def _above_window(ctx: Context, base: tuple[Reason, ...]) -> Recommendation:
+    """FEV1 above the configured window (CTS 2012): not indicated now; re-evaluate."""
+    fev1, window = ctx.a1pi[A1pi.FEV1_WINDOW], ctx.policy.window
+    value = ctx.facts.latest("fev1_percent_predicted")
+    return _card(
+        "augmentation-not-indicated",
+        "above_window",
+        (CTS,),
+        values={
+            "value": value.value if value else 0,
+            "window": window.label,
+            "limit": window.consider_max,
+        },
+        reasons=(*base, fev1.fact),
+    )
+
+
+def _candidate(ctx: Context, base: tuple[Reason, ...]) -> Recommendation:
+    """When: every criterion is met. Then: start (or, above the recommended FEV1, discuss)
+    at the labelled dose from the latest weight."""
+    facts, policy, c = ctx.facts, ctx.policy, ctx.a1pi
+    weight = a.recent_weight(facts, policy)
+    dose_mg = labelled_dose_mg(facts, policy)
+    if weight is None or dose_mg is None:  # RECENT_WEIGHT is met before a candidate
+        raise RuntimeError("candidate without a recent weight")
+    window = policy.window
+    discuss = c[A1pi.FEV1_WINDOW].kind is Kind.SHARED_DECISION
+    values = {
+        "dose": dose_mg,
+        "weight": weight.value,
+        "window": window.label,
+        "limit": window.recommend_max,
+    }
+    evidence = (A1F, CTS, LABELS) if policy.fev1_window == "a1f-2016" else (CTS, A1F, LABELS)
+    return _card(
+        "augmentation-candidate",
+        "discuss" if discuss else "candidate",
+        evidence,
+        values=values,
+        reasons=reasons(
+            *base,
+            c[A1pi.OBSTRUCTION].fact,
+            c[A1pi.FEV1_WINDOW].fact,
+            c[A1pi.NOT_SMOKING].fact,
+            c[A1pi.RECENT_WEIGHT].fact,
+            c[A1pi.ADULT].fact,
+        ),
+        actions=(actions.prescribe_a1pi(dose_mg, weight.value),),
+    )
+
+
+# --- rules that accompany the decision ------------------------------------------------------
+
+
+def advanced_disease_referral(ctx: Context) -> Recommendation | None:
+    """When: severe or borderline AATD, no lung transplant, and recent FEV1 below the
+    advanced-disease threshold (CK row 4). Then: lung transplant evaluation."""
+    facts = ctx.facts
+    if a.severity(facts) not in a.DEFICIENT or facts.lung_transplant is not None:
+        return None
+    fev1 = a.recent_fev1(facts, ctx.policy)
+    if fev1 is None or fev1.value >= thresholds().fev1_advanced_disease_percent:
+        return None
+    return _card(
+        "advanced-disease-referral",
+        "advanced",
+        (REVIEW, A1F),
+        values={"value": fev1.value},
+        reasons=reasons(genotype_reason(facts), fev1_reason(fev1)),
+        actions=(actions.TRANSPLANT_EVALUATION,),
+    )

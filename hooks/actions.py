@@ -1,0 +1,72 @@
+"""The suggested actions rules offer, declared once: tests, orders, referrals, changes.
+
+Their words are in ``words/actions.json``; ``cds_service`` turns each into a FHIR resource.
+"""
+
+from __future__ import annotations
+
+from fhir_mappings import MedicationOrder
+
+from .knowledge import Words
+from .recommendation import (
+    CorrectDose,
+    OrderService,
+    OrderTest,
+    PrescribeAugmentation,
+    RemoveDraft,
+    StopOrder,
+)
+
+ACTIONS = Words("hooks", "words", "actions.json")
+
+
+def _service(key: str, kind: str = "procedure") -> OrderService:
+    return OrderService(ACTIONS(f"{key}.text"), ACTIONS(f"{key}.label"), kind)
+
+
+def _test(concept: str, key: str) -> OrderTest:
+    return OrderTest(concept, ACTIONS(f"tests.{key}"))
+
+
+SPIROMETRY = _service("spirometry")
+LIVER_TESTS = _service("liver")
+ANTI_IGA_TEST = _service("anti_iga")
+WEIGHT = _service("weight")
+SEQUENCING = _service("sequencing")
+TRANSPLANT_TEAM = _service("transplant_team", "referral")
+AATD_SPECIALIST = _service("aatd_specialist", "referral")
+TRANSPLANT_EVALUATION = _service("transplant_evaluation", "referral")
+IMMUNOLOGY = _service("immunology", "referral")
+AAT_LEVEL = _test("aat_level", "aat_level")
+AAT_PHENOTYPE = _test("aat_phenotype", "aat_phenotype")
+AAT_TROUGH = _test("aat_level", "aat_trough")
+IGG_TROUGH = _test("igg", "igg_trough")
+
+
+def prescribe_a1pi(dose_mg: float, weight_kg: float) -> PrescribeAugmentation:
+    return PrescribeAugmentation(dose_mg, weight_kg, ACTIONS("prescribe_a1pi", dose=dose_mg))
+
+
+def correct_a1pi_dose(order: MedicationOrder, dose_mg: float) -> tuple[CorrectDose, ...]:
+    """Replace the dose of an order the EHR can update (a MedicationRequest)."""
+    if order.resource_type != "MedicationRequest":
+        return ()
+    label = ACTIONS("correct_a1pi_dose", dose=dose_mg)
+    return (CorrectDose(order.source.reference, dose_mg, label),)
+
+
+def stop(orders: list[MedicationOrder], label: str) -> tuple[StopOrder, ...]:
+    """Stop active MedicationRequests; a MedicationStatement is not ours to stop."""
+    return tuple(
+        StopOrder(o.source.reference, label)
+        for o in orders
+        if o.resource_type == "MedicationRequest"
+    )
+
+
+def remove_draft(order: MedicationOrder) -> tuple[RemoveDraft, ...]:
+    """Delete a draft MedicationRequest; an order without an id cannot be named."""
+    if order.resource_type != "MedicationRequest" or order.source.reference.endswith("(no id)"):
+        return ()
+    product = ACTIONS(f"products.{order.product}")
+    return (RemoveDraft(order.source.reference, ACTIONS("remove_draft", product=product)),)

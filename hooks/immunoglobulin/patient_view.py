@@ -1,0 +1,70 @@
+"""Immunoglobulin replacement at patient-view: indicated, not indicated, trough low."""
+
+from __future__ import annotations
+
+from .. import actions
+from ..context import Context
+from ..knowledge import statements, thresholds
+from ..reasons import measurement_reason, order_reasons, reasons
+from ..recommendation import Recommendation
+from .criteria import AAAAI, ONTARIO, WORDS
+
+
+def replacement_indicated(ctx: Context) -> Recommendation | None:
+    """When: the latest IgG meets an AAAAI 2022 criterion (CK rows 32-33).
+    Then: refer to immunology (a warning when IgG is severely low and untreated), or, on
+    replacement, say it is supported."""
+    ig = ctx.immunoglobulin
+    if ig.latest is None or not ig.latest.judgement.met or ig.latest_igg is None:
+        return None
+    on = list(ig.on_replacement)
+    untreated_severe = not on and ig.latest_igg.value < thresholds().igg_severe_mg_dl
+    key = "indicated_on" if on else "indicated_off"
+    return Recommendation(
+        topic="immunoglobulin-replacement-indicated",
+        summary=WORDS(f"{key}.summary"),
+        advice=WORDS("indicated.advice"),
+        evidence=statements(AAAAI, ONTARIO),
+        reasons=(*ig.latest.reasons, *order_reasons(on)),
+        missing=ig.latest.missing,
+        indicator="warning" if untreated_severe else "",
+        actions=() if on else (actions.IMMUNOLOGY,),
+    )
+
+
+def replacement_not_indicated(ctx: Context) -> Recommendation | None:
+    """When: IgG below the low threshold without an AAAAI criterion, or replacement whose
+    baseline IgG met none (CK row 34). Then: not routinely indicated; monitor, vaccinate."""
+    ig = ctx.immunoglobulin
+    on = list(ig.on_replacement)
+    judged = ig.baseline if on else ig.latest
+    if judged is None or judged.judgement.met:
+        return None
+    if not on and ig.latest_igg and ig.latest_igg.value >= thresholds().igg_low_mg_dl:
+        return None
+    key = "not_indicated_on" if on else "not_indicated_off"
+    return Recommendation(
+        topic="immunoglobulin-replacement-not-indicated",
+        summary=WORDS(f"{key}.summary"),
+        advice=WORDS("not_indicated.advice"),
+        evidence=statements(AAAAI),
+        reasons=(*judged.reasons, *order_reasons(on)),
+    )
+
+
+def trough_low(ctx: Context) -> Recommendation | None:
+    """When: on replacement and the recent trough IgG is below the target (Ontario).
+    Then: titrate the dose or interval with the immunologist."""
+    ig = ctx.immunoglobulin
+    igg = ig.latest_igg
+    if not ig.on_replacement or not ig.trough.met or igg is None:
+        return None
+    if igg.value >= thresholds().igg_trough_target_mg_dl:
+        return None
+    return Recommendation(
+        topic="immunoglobulin-trough-low",
+        summary=WORDS("trough_low.summary", value=igg.value),
+        advice=WORDS("trough_low.advice"),
+        evidence=statements(ONTARIO),
+        reasons=(*reasons(measurement_reason("IgG", igg)), *order_reasons(list(ig.on_replacement))),
+    )

@@ -1,0 +1,79 @@
+"""How a card cites a fact: one way for every card, the words in ``words/facts.json``."""
+
+from __future__ import annotations
+
+from fhir_mappings import AatLevel, CodedFinding, Measurement, MedicationOrder, PatientFacts
+
+from .knowledge import Words
+from .recommendation import Reason
+
+FACTS = Words("hooks", "words", "facts.json")
+
+
+def genotype_reason(facts: PatientFacts) -> Reason | None:
+    genotype = facts.genotype
+    if genotype is None:
+        return None
+    if genotype.basis == "level":
+        return Reason(FACTS("level_only", text=genotype.text), genotype.sources[0])
+    kind = FACTS(f"genotype_kind.{genotype.basis}")
+    text = FACTS("genotype", label=genotype.label, kind=kind, severity=genotype.severity)
+    return Reason(text, genotype.sources[0])
+
+
+def aat_reason(facts: PatientFacts) -> Reason | None:
+    return level_reason(facts.latest_aat)
+
+
+def level_reason(level: AatLevel | None) -> Reason | None:
+    if level is None:
+        return None
+    extra = FACTS("preliminary") if level.preliminary else ""
+    text = FACTS(
+        "aat", reported=level.reported, umol_l=level.umol_l, mg_dl=level.mg_dl, extra=extra
+    )
+    return Reason(text, level.source)
+
+
+def measurement_reason(label: str, measurement: Measurement | None) -> Reason | None:
+    if measurement is None:
+        return None
+    unit = "" if measurement.unit in ("1", "") else f" {measurement.unit}"
+    text = FACTS("measurement", label=label, value=f"{measurement.value:g}", unit=unit)
+    return Reason(text, measurement.source)
+
+
+def finding_reason(label: str, finding: CodedFinding | None) -> Reason | None:
+    if finding is None:
+        return None
+    past = "" if finding.active else FACTS("finding_inactive")
+    return Reason(FACTS("finding", label=label, text=finding.text, past=past), finding.source)
+
+
+def order_reason(order: MedicationOrder) -> Reason:
+    dose = ""
+    if order.dose is not None:
+        dose = FACTS("order_dose", dose=order.dose, unit=order.dose_unit or "").rstrip()
+        if order.interval_days:
+            dose += FACTS("order_interval", days=order.interval_days)
+    return Reason(FACTS("order", state=order.state, text=order.text, dose=dose), order.source)
+
+
+def order_reasons(orders: list[MedicationOrder]) -> tuple[Reason, ...]:
+    return tuple(order_reason(o) for o in orders)
+
+
+def age_reason(facts: PatientFacts) -> Reason:
+    return Reason(FACTS("age", age=facts.age), facts.patient)
+
+
+def fev1_reason(fev1: Measurement) -> Reason:
+    return Reason(FACTS("fev1", value=fev1.value), fev1.source)
+
+
+def weight_reason(weight: Measurement) -> Reason:
+    return Reason(FACTS("weight", value=weight.value), weight.source)
+
+
+def reasons(*items: Reason | None) -> tuple[Reason, ...]:
+    return tuple(item for item in items if item is not None)

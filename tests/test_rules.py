@@ -1,0 +1,287 @@
+"""The clinical core without Flask: facts in, recommendations out, and the hooks agree.
+
+- a rule table over every fixture through ``hooks.evaluate(hook, map_patient(bundle))``;
+- for every fixture, an A1PI draft judged at order-sign never contradicts the
+  patient-view augmentation verdict for the same patient;
+- every card-word template renders with the values its rule supplies, no number of a
+  threshold is typed in card words, and no string literal in ``hooks/`` is cut in two.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import importlib
+import io
+import re
+import tokenize
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import hooks
+from fhir_mappings import Lookbacks, PatientFacts, map_patient
+from fhir_mappings.fhirjson import bundle_resources
+from hooks import Conclusion, Recommendation
+from hooks.knowledge import STATEMENTS, Words, bound_numbers, template_fields
+
+from .conftest import TODAY
+from .support.builders import FIXTURES, load_bundle
+from .test_patient_view import TABLE
+
+HOOKS = Path(hooks.__file__).parent
+ALL_FIXTURES = sorted(path.stem for path in (FIXTURES / "patients").glob("*.json"))
+AUGMENTATION = "augmentation-"
+
+
+def facts_of(resources: list[dict[str, Any]], drafts: dict[str, bool] | None = None):
+    return map_patient(resources, TODAY, (), Lookbacks(), drafts)
+
+
+def topics_of(recommendations: list[Recommendation]) -> dict[str, Recommendation]:
+    return {r.topic: r for r in recommendations}
+
+
+# --- the rule table, in process ---------------------------------------------------------
+
+@pytest.mark.parametrize(("fixture", "expected", "forbidden"), [(k, *v) for k, v in TABLE.items()])
+def test_rule_table_without_flask(fixture, expected, forbidden):
+    facts = facts_of(list(bundle_resources(load_bundle(fixture))))
+    found = topics_of(hooks.evaluate("patient-view", facts))
+    assert {t: found[t].indicator for t in expected if t in found} == expected
+    assert not forbidden & found.keys()
+
+
+# --- one answer in both hooks -------------------------------------------------------------
+
+
+def with_a1pi_draft(fixture: str) -> tuple[PatientFacts, PatientFacts]:
+    """(patient-view facts, order-sign facts with a labelled-dose Prolastin-C draft)."""
+    resources = list(bundle_resources(load_bundle(fixture)))
+    plain = facts_of(resources)
+    weight = plain.latest("body_weight")
+    dose = round(60 * weight.value) if weight else 4200
+    draft = {
+        "resourceType": "MedicationRequest",
+        "id": "consistency-draft",
+        "status": "draft",
+        "intent": "order",
+        "subject": {"reference": f"Patient/{plain.patient.reference.split('/')[1]}"},
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": "13533-705-01"}],
+            "text": "Prolastin-C Liquid",
+        },
+        "dosageInstruction": [
+            {
+                "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "wk"}},
+                "doseAndRate": [{"doseQuantity": {"value": dose, "unit": "mg", "code": "mg"}}],
+            }
+        ],
+    }
+    signing = facts_of(
+        [*copy.deepcopy(resources), draft], {"MedicationRequest/consistency-draft": True}
+    )
+    return plain, signing
+
+
+# patient-view verdict -> the order-sign conclusions that agree with it
+AGREES = {
+    "augmentation-candidate": {Conclusion.SUPPORTED},
+    "augmentation-not-indicated": {Conclusion.NOT_SUPPORTED},
+    "augmentation-discontinue": {Conclusion.NOT_SUPPORTED},
+    "augmentation-contraindicated": {Conclusion.NOT_SUPPORTED},
+    "augmentation-workup-incomplete": {Conclusion.NEEDS_DOCUMENTATION},
+    "augmentation-specialist-review": {Conclusion.NOT_SUPPORTED, Conclusion.NEEDS_DOCUMENTATION},
+}
+
+
+@pytest.mark.parametrize("fixture", ALL_FIXTURES)
+def test_order_card_never_contradicts_patient_view(fixture):
+    plain, signing = with_a1pi_draft(fixture)
+    verdicts = [
+        topic
+        for topic in topics_of(hooks.evaluate("patient-view", plain))
+        if topic.startswith(AUGMENTATION) and topic in AGREES
+    ]
+    order_cards = [r for r in hooks.evaluate("order-sign", signing) if r.necessity is not None]
+    a1pi = [r for r in order_cards if r.topic.startswith(AUGMENTATION)]
+    assert len(a1pi) == 1, "an A1PI draft always gets its medical-necessity card"
+    conclusion = a1pi[0].necessity.conclusion
+    if verdicts:
+        assert conclusion in AGREES[verdicts[0]], (verdicts[0], conclusion, a1pi[0].summary)
+    elif not plain.orders_of("a1pi", "active"):
+        # Silence at chart-open for a patient not on A1PI never meets a "supported" order.
+        assert conclusion is not Conclusion.SUPPORTED, a1pi[0].summary
+
+
+def test_stale_current_smoker_is_asked_again_in_both_hooks():
+    plain, signing = with_a1pi_draft("smoking-zz-stale-current-smoker")
+    view = topics_of(hooks.evaluate("patient-view", plain))
+    workup = view["augmentation-workup-incomplete"]
+    assert any("smoking status within 365 days" in m for m in workup.missing)
+    assert "smoking-cessation" not in view
+    order = next(r for r in hooks.evaluate("order-sign", signing) if r.necessity)
+    row = next(j for j in order.necessity.criteria if j.name == "Not a current smoker")
+    assert row.status == "unknown"
+    assert "older than 365 days" in row.fact.text
+    assert order.necessity.conclusion is Conclusion.NEEDS_DOCUMENTATION
+
+
+def test_recent_current_smoker_is_refused_in_both_hooks():
+    plain, signing = with_a1pi_draft("candidate-zz-current-smoker")
+    assert "smoking-cessation" in topics_of(hooks.evaluate("patient-view", plain))
+    order = next(r for r in hooks.evaluate("order-sign", signing) if r.necessity)
+    assert order.necessity.conclusion is Conclusion.NOT_SUPPORTED
+    assert order.summary.startswith("A1PI not recommended while the patient smokes")
+
+
+# --- card words ----------------------------------------------------------------------------
+
+
+def words_files() -> dict[str, Words]:
+    found = {"data/statements.json": STATEMENTS}
+    for path in HOOKS.rglob("*.json"):
+        relative = path.relative_to(HOOKS).as_posix()
+        if relative.startswith("data/"):
+            continue
+        found[relative] = Words("hooks", *relative.split("/"))
+    return found
+
+
+def calls_in_hooks() -> list[tuple[str, str | re.Pattern[str], set[str] | None]]:
+    """Every ``WORDS("key", ...)``-like call: (words file, key or key pattern, names passed).
+
+    Names passed are None when the call forwards ``**values`` (then checked by rendering).
+    """
+    found: list[tuple[str, str | re.Pattern[str], set[str] | None]] = []
+    for path in HOOKS.rglob("*.py"):
+        module = importlib.import_module(
+            ".".join(("hooks", *path.relative_to(HOOKS).with_suffix("").parts))
+        )
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and node.args):
+                continue
+            name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+            words = getattr(module, name, None)
+            if not isinstance(words, Words):
+                continue
+            file = "/".join(words.path)
+            passed = {k.arg for k in node.keywords if k.arg is not None}
+            forwards = any(k.arg is None for k in node.keywords)
+            for key in _keys(node.args[0]):
+                found.append((file, key, None if forwards else passed))
+    return found
+
+
+def _keys(node: ast.expr) -> list[str | re.Pattern[str]]:
+    """The keys a call can render: a literal, an f-string (any value in its holes), or
+    either branch of a conditional expression. A key in a variable is not allowed."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.JoinedStr):
+        parts = [re.escape(v.value) if isinstance(v, ast.Constant) else ".+" for v in node.values]
+        return [re.compile("".join(parts))]
+    if isinstance(node, ast.IfExp):
+        return _keys(node.body) + _keys(node.orelse)
+    raise AssertionError(f"card words keyed by a variable at line {node.lineno}")
+
+
+def test_every_template_is_used_and_gets_every_value_it_needs():
+    files = words_files()
+    templates = {
+        (name, key): text
+        for name, words in files.items()
+        for key, text in words.templates.items()
+        if not key.endswith(".strength")
+    }
+    calls = calls_in_hooks()
+    used: set[tuple[str, str]] = set()
+    missing_values: list[str] = []
+    for (name, key), text in templates.items():
+        for file, pattern, passed in calls:
+            if file != name:
+                continue
+            matched = pattern == key if isinstance(pattern, str) else pattern.fullmatch(key)
+            if not matched:
+                continue
+            used.add((name, key))
+            needed = template_fields(text) - bound_numbers().keys()
+            # A pattern (f-string key) may match keys of other calls: values are then
+            # checked by rendering every fixture (test_every_fixture_renders_in_every_hook).
+            if isinstance(pattern, str) and passed is not None and not needed <= passed:
+                missing_values.append(f"{name}:{key} needs {needed - passed}")
+    # Statements are rendered by statement(id) with bound numbers only.
+    for (name, key), text in templates.items():
+        if name == "data/statements.json":
+            used.add((name, key))
+            assert template_fields(text) <= bound_numbers().keys(), key
+    unused = sorted(f"{name}:{key}" for name, key in templates.keys() - used)
+    assert not unused, f"card words no rule renders: {unused}"
+    assert not missing_values, missing_values
+
+
+# A number directly followed by a unit of a threshold: it must be a placeholder instead.
+TYPED_THRESHOLD = re.compile(
+    r"(?<![A-Za-z\d.{])\d+(?:\.\d+)?\s*(?:%|mg/kg|g/kg|umol/L|µmol/L|mg/dL|g/L|mL|kg)(?![A-Za-z])"
+)
+
+
+def test_no_threshold_is_typed_in_card_words():
+    typed = [
+        f"{name}:{key}: {match.group()}"
+        for name, words in words_files().items()
+        for key, text in words.templates.items()
+        for match in TYPED_THRESHOLD.finditer(re.sub(r"\{[^}]*\}", "", text))
+    ]
+    assert not typed
+
+
+def test_no_string_literal_in_hooks_is_cut_in_two():
+    """Two string literals side by side are one sentence the formatter cut: write it whole
+    (card words belong in the words files anyway)."""
+    cut = []
+    for path in HOOKS.rglob("*.py"):
+        previous = None
+        for token in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+            if token.type in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT):
+                continue
+            if token.type == tokenize.STRING and previous == tokenize.STRING:
+                cut.append(f"{path.name}:{token.start[0]}")
+            previous = token.type
+    assert not cut
+
+
+RULE_MODULES = {
+    "diagnosis",
+    "smoking",
+    "monitoring",
+    "a1pi.patient_view",
+    "a1pi.orders",
+    "a1pi.dose",
+    "immunoglobulin.patient_view",
+    "immunoglobulin.orders",
+}
+
+
+def test_no_rule_module_imports_another():
+    for module in RULE_MODULES:
+        path = HOOKS.joinpath(*module.split(".")).with_suffix(".py")
+        package = module.rsplit(".", 1)[0] if "." in module else ""
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join([p for p in base if p] + ([node.module] if node.module else []))
+                names = [f"{target}.{a.name}".strip(".") for a in node.names]
+                assert not ({target} | set(names)) & (RULE_MODULES - {module}), (module, target)
+
+
+def test_every_fixture_renders_in_every_hook():
+    """Every template a fixture reaches renders (a missing value would raise here)."""
+    for fixture in ALL_FIXTURES:
+        plain, signing = with_a1pi_draft(fixture)
+        for recommendation in hooks.evaluate("patient-view", plain):
+            assert recommendation.summary
+        for recommendation in hooks.evaluate("order-sign", signing):
+            assert recommendation.summary
