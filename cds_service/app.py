@@ -16,7 +16,7 @@ from .config import Settings
 from .cors import init_cors
 from .errors import Issue, ServiceError, operation_outcome
 from .responses import json_response
-from .routes import bp
+from .routes import cds, public
 from .runtime import EXTENSION, Runtime
 from .store import Store
 
@@ -44,8 +44,9 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     logs.LOGGER.setLevel(settings.log_level.upper())
     init_cors(app, settings)
     _expose_timing_to_browsers(app)
-    init_auth(app, settings)
-    app.register_blueprint(bp)
+    init_auth(app, settings, protected=cds)
+    app.register_blueprint(cds)
+    app.register_blueprint(public)
 
     _register_errors(app)
     return app

@@ -18,24 +18,18 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jwt
 import requests
-from flask import Flask, Response, g, request
+from flask import Blueprint, Flask, Response, g, request
 
 from . import logs
+from .config import Settings, TrustedClient
 from .errors import Issue, operation_outcome
 from .responses import json_response
+from .timing import elapsed_ms
 
-if TYPE_CHECKING:
-    from .config import Settings
-
-
-ASYMMETRIC = frozenset(
-    {"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
-)
-DEFAULT_ALGORITHMS = ("ES384", "RS384")
 REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti"]
 JWKS_TIMEOUT_SECONDS = 3.0
 JWKS_MAX_AGE_SECONDS = 3600.0
@@ -43,35 +37,6 @@ JWKS_MAX_AGE_SECONDS = 3600.0
 
 class AuthError(Exception):
     """Why a token was refused: for the log only, never for the response."""
-
-
-@dataclass(frozen=True, slots=True)
-class TrustedClient:
-    """An EHR allowed to call: its issuer, where its keys are, and what it may use."""
-
-    iss: str
-    jku: tuple[str, ...] = ()
-    jwks_url: str | None = None
-    jwks_file: str | None = None
-    tenant: str | None = None
-    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
-
-    def __post_init__(self) -> None:
-        if not (self.jku or self.jwks_url or self.jwks_file):
-            raise ValueError(f"trusted client {self.iss}: give jku, jwks_url or jwks_file")
-        unsafe = set(self.algorithms) - ASYMMETRIC
-        if unsafe:
-            raise ValueError(f"trusted client {self.iss}: algorithms not allowed: {sorted(unsafe)}")
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> TrustedClient:
-        values = dict(data)
-        for name in ("jku", "algorithms"):
-            if isinstance(values.get(name), str):
-                values[name] = [values[name]]
-            if name in values:
-                values[name] = tuple(values[name])
-        return cls(**values)
 
 
 @dataclass(slots=True)
@@ -234,11 +199,9 @@ def _kid(header: Mapping[str, Any]) -> str:
     return kid
 
 
-PROTECTED_ENDPOINTS = frozenset({"cds.discovery", "cds.invoke", "cds.feedback"})
-
-
-def init_auth(app: Flask, settings: Settings) -> None:
-    """Require a verified client JWT on discovery, service and feedback calls."""
+def init_auth(app: Flask, settings: Settings, protected: Blueprint) -> None:
+    """Require a verified client JWT on every route of ``protected`` (the CDS endpoints:
+    discovery, services, feedback); the public blueprint (health, OpenAPI) needs none."""
     if not settings.auth_required:
         logs.event("auth-off", logging.WARNING, note="client JWTs are not checked (development)")
         return
@@ -252,7 +215,7 @@ def init_auth(app: Flask, settings: Settings) -> None:
 
     @app.before_request
     def authenticate() -> Response | None:
-        if request.method == "OPTIONS" or request.endpoint not in PROTECTED_ENDPOINTS:
+        if request.method == "OPTIONS" or request.blueprint != protected.name:
             return None
         audience = f"{base}{request.path}" if base else request.base_url
         started = time.perf_counter()
@@ -263,5 +226,5 @@ def init_auth(app: Flask, settings: Settings) -> None:
             issue = Issue("login", "Authentication required")
             return json_response(operation_outcome([issue]), 401, {"WWW-Authenticate": "Bearer"})
         g.client = claims["iss"]
-        g.auth_ms = round((time.perf_counter() - started) * 1000, 3)
+        g.auth_ms = elapsed_ms(started)
         return None

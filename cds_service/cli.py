@@ -72,7 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _serving_settings(Settings.load(path=args.config), args.host)
     logs.configure(settings.log_level)
 
-    class Server(BaseApplication):  # type: ignore[misc]
+    class Server(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", f"{args.host}:{args.port}")
             self.cfg.set("workers", args.workers)

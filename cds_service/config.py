@@ -16,17 +16,54 @@ from pathlib import Path
 from typing import Any
 
 from fhir_mappings import Lookbacks
+from fhir_mappings.aat import constants
 from hooks import Policy
-
-from .auth import TrustedClient
+from hooks.policy import DEFAULT_FEV1_WINDOW
 
 ENV_PREFIX = "ALPHA1_CDS_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 AUTH_MODES = (None, "required", "off")
 
 
+ASYMMETRIC = frozenset(
+    {"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+)
+DEFAULT_ALGORITHMS = ("ES384", "RS384")
+# The clinical defaults are stated once, where they are used (fhir_mappings, hooks).
+LOOKBACKS = Lookbacks()
+
+
 class ConfigError(ValueError):
     """A setting has a value the service cannot run with."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedClient:
+    """An EHR allowed to call: its issuer, where its keys are, and what it may use."""
+
+    iss: str
+    jku: tuple[str, ...] = ()
+    jwks_url: str | None = None
+    jwks_file: str | None = None
+    tenant: str | None = None
+    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+
+    def __post_init__(self) -> None:
+        if not (self.jku or self.jwks_url or self.jwks_file):
+            raise ValueError(f"trusted client {self.iss}: give jku, jwks_url or jwks_file")
+        unsafe = set(self.algorithms) - ASYMMETRIC
+        if unsafe:
+            raise ValueError(f"trusted client {self.iss}: algorithms not allowed: {sorted(unsafe)}")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> TrustedClient:
+        values = dict(data)
+        for name in ("jku", "algorithms"):
+            if isinstance(values.get(name), str):
+                values[name] = [values[name]]
+            if name in values:
+                values[name] = tuple(values[name])
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +84,13 @@ class Settings:
     max_body_bytes: int = 5 * 1024 * 1024
     log_level: str = "INFO"
     # Clinical policy where guidelines differ (README "Policy").
-    fev1_window: str = "a1f-2016"
-    lookback_spirometry_days: int = 365
-    lookback_smoking_days: int = 365
-    lookback_weight_days: int = 90
-    lookback_igg_days: int = 182
-    lookback_liver_tests_days: int = 365
-    aat_grey_zone_mg_dl: tuple[float, ...] = (50.0, 80.0)
+    fev1_window: str = DEFAULT_FEV1_WINDOW
+    lookback_spirometry_days: int = LOOKBACKS.spirometry
+    lookback_smoking_days: int = LOOKBACKS.smoking
+    lookback_weight_days: int = LOOKBACKS.weight
+    lookback_igg_days: int = LOOKBACKS.igg
+    lookback_liver_tests_days: int = LOOKBACKS.liver_tests
+    aat_grey_zone_mg_dl: tuple[float, ...] = tuple(map(float, constants().grey_zone_mg_dl))
     # Client JWTs: "required", or "off" for a developer on loopback; unset: required, except
     # that `alpha1-cds serve` on a loopback address starts with it off.
     auth_mode: str | None = None

@@ -100,6 +100,8 @@ class FhirClient:
             if not url.startswith(self.base):
                 raise FetchError("a next link points outside the FHIR server; not followed")
             page = self._get(url, deadline, read=False)
+            if page is None:
+                raise FetchError("a next page was not found")
             self._take(page, result)
             url = next_link(page)
         return result

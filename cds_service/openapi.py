@@ -159,7 +159,7 @@ def document() -> dict[str, Any]:
             },
         },
     }
-    secured = [{"cdsHooksJwt": []}]
+    secured: list[dict[str, list[str]]] = [{"cdsHooksJwt": []}]
     services = {f"/cds-services/{s.id}": _service(s, secured) for s in SERVICES.values()}
     services |= {f"/cds-services/{s.id}/feedback": _feedback(secured) for s in SERVICES.values()}
     return {

@@ -18,6 +18,7 @@ from fhir_mappings.fhirjson import bundle_resources
 from hooks import Policy
 
 from .cards import render_response
+from .timing import elapsed_ms
 
 
 @dataclass(slots=True)
@@ -41,13 +42,13 @@ def evaluate(
     timings: dict[str, float] = {}
     started = time.perf_counter()
     facts = map_patient(resources, as_of or today(), incomplete, policy.lookbacks, drafts)
-    timings["map"] = _lap(started)
+    timings["map"] = elapsed_ms(started)
     started = time.perf_counter()
     recommendations = hooks.evaluate(hook, facts, policy)
-    timings["rules"] = _lap(started)
+    timings["rules"] = elapsed_ms(started)
     started = time.perf_counter()
     response = render_response(recommendations, patient_id, _by_reference(resources))
-    timings["render"] = _lap(started)
+    timings["render"] = elapsed_ms(started)
     return Evaluation(response, [r.topic for r in recommendations], timings)
 
 
@@ -63,10 +64,6 @@ def _by_reference(resources: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for r in resources
         if r.get("resourceType") == "MedicationRequest" and isinstance(r.get("id"), str)
     }
-
-
-def _lap(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 3)
 
 
 def draft_orders(

@@ -110,6 +110,8 @@ def gather(
         reasons = dict.fromkeys(to_fetch, f"it is missing or failed, and {why_not}")
         reasons |= dict.fromkeys(to_continue, f"it has more pages, and {why_not}")
         raise _unobtainable(reasons)
+    if client is None:  # nothing to fetch
+        return gathered
 
     futures: dict[str, Future[Fetched]] = {
         key: executor.submit(client.read_all, render(query.template, request["context"]), deadline)
@@ -163,7 +165,7 @@ def _under(server: str, prefix: str) -> bool:
 
 def _use_prefetched(
     key: str,
-    value: Mapping[str, Any],
+    value: Any,
     query: Query,
     gathered: Gathered,
     to_continue: dict[str, Mapping[str, Any]],

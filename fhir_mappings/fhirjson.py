@@ -93,7 +93,7 @@ def status_code(resource: Json, field: str) -> str | None:
     return None
 
 
-def bundle_resources(bundle: Json) -> Iterator[Json]:
+def bundle_resources(bundle: Json) -> Iterator[dict[str, Any]]:
     """Resources of a Bundle's entries, skipping search outcome entries."""
     for entry in as_list(bundle.get("entry")):
         entry = as_dict(entry)

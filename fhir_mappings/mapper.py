@@ -95,7 +95,7 @@ def _finish(state: _Pass, lookbacks: Lookbacks) -> None:
 def _unique(resources: Iterable[Any], facts: PatientFacts) -> list[Json]:
     """Resources with a type, each (type, id) once: prefetch and pages may overlap."""
     seen: set[tuple[str, str]] = set()
-    unique = []
+    unique: list[Json] = []
     for resource in resources:
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
             facts.notes.append(DataNote("an entry without a resourceType was ignored"))
@@ -256,13 +256,14 @@ def _sort_newest_first(facts: PatientFacts) -> None:
     ):
         for items in group.values():
             items.sort(key=newest, reverse=True)
-    for items in (
+    lists: tuple[list[Any], ...] = (
         facts.aat_tests,
         facts.aat_levels,
         facts.anti_iga,
         facts.orders,
         facts.a1pi_anaphylaxis,
-    ):
+    )
+    for items in lists:
         items.sort(key=newest, reverse=True)
 
 

@@ -7,7 +7,7 @@ with its code or implausible is noted and left out, never guessed.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
@@ -291,14 +291,14 @@ def _weight(
     _measure(facts, concept, value * factor, "kg", resource, source)
 
 
-def _scaled(table: dict[str, float], target: str) -> Reader:
+def _scaled(table: Mapping[str, float], target: str) -> Reader:
     def read(
         concept: str, resource: Json, source: Source, facts: PatientFacts, _: AlleleEvidence
     ) -> None:
         value, unit = _quantity(resource)
         if value is None:
             return
-        if unit not in table:
+        if unit is None or unit not in table:
             facts.notes.append(
                 DataNote(
                     f"{concept.upper()} {value:g} has an unknown unit ({unit}); not used", source

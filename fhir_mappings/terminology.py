@@ -101,7 +101,7 @@ class ValueSets:
             return ()
         found = self._memo.get(key)
         if found is None:
-            found = self._lookup(*key)
+            found = self._lookup(key[0], key[1])
             if len(self._memo) < MEMO_LIMIT:  # bounded: codes come from untrusted input
                 self._memo[key] = found
         return found
