@@ -1,4 +1,4 @@
-"""The services of the public contract (../shared/DESIGN.md), as discovery advertises them."""
+"""The services of the public contract (README, "Services"), as discovery advertises them."""
 
 from __future__ import annotations
 

@@ -107,12 +107,14 @@ def allele_of(name: str) -> str | None:
 
 # Pi notation: "PI*ZZ", "Pi MZ", "Z/Z", "PI*Z/Q0", "MMmalton", "homozygous Z"
 _TOKENS = re.compile(r"Q[0O][A-Za-z ]*|null|Null|M[a-z]{3,}|S[a-z]{3,}|M\d|[MSZI]")
+# What labs add after the type: "PI*ZZ (homozygous Z)", "MZ (heterozygous)".
+_ANNOTATION = re.compile(r"\([^)]*\)|\[[^\]]*\]")
 _PREFIX = re.compile(r"^\s*(?:PI|Pi|pi|SERPINA1)\s*\*?\s*")
 
 
 def parse_pi(text: str) -> tuple[str, ...] | None:
     """Two canonical alleles from a Pi type or genotype text, or None if not readable."""
-    body = _PREFIX.sub("", text.strip())
+    body = _PREFIX.sub("", _ANNOTATION.sub(" ", text).strip())
     if not body:
         return None
     homozygous = re.match(r"(?i)^homozygous\s+(\S+)$", body)

@@ -56,6 +56,14 @@ class Measurement:
     post_bronchodilator: bool | None = None
     # The lab's own verdict: interpretation L/LL, or below its reference range; None if silent.
     below_range: bool | None = None
+    # "<", "<=", ">" or ">=" when the lab reported a bound rather than a value.
+    comparator: str | None = None
+    # How the value was obtained when not read directly (e.g. computed from two results).
+    derived: str | None = None
+
+    def below(self, threshold: float) -> bool | None:
+        """Below ``threshold``? None when a reported bound cannot tell ("< 500" vs 400)."""
+        return _below(self.value, self.comparator, threshold)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +76,11 @@ class AatLevel:
     source: Source
     method: str | None = None
     preliminary: bool = False
+    comparator: str | None = None
+
+    def below(self, umol_l: float) -> bool | None:
+        """Below ``umol_l``? None when a reported bound cannot tell ("< 60 mg/dL" vs 11)."""
+        return _below(self.umol_l, self.comparator, umol_l)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +145,8 @@ class MedicationOrder:
     g_per_kg_per_dose: float | None = None
     # A draft the clinician is selecting or signing now (order-select / order-sign).
     under_review: bool = False
+    # Why the per-kg dose could not be computed, in words (None when it was).
+    dose_problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +186,13 @@ class PatientFacts:
     immunizations: dict[str, list[Immunization]] = field(default_factory=dict)
     notes: list[DataNote] = field(default_factory=list)
     incomplete: frozenset[str] = frozenset()
+    # Results on record that could not be interpreted, by concept ("anti_iga", "genotype",
+    # "aat_level"): no rule may treat such a concept as absent or negative.
+    unreadable: dict[str, list[Source]] = field(default_factory=dict)
+    # An AAT result with only the lab's verdict (e.g. "Low", interpretation L), no number.
+    aat_flagged_low: Source | None = None
+    # Patient.deceased[x]: "deceased" or "deceased on <date>"; None when alive or not said.
+    deceased: str | None = None
 
     @property
     def age(self) -> int | None:
@@ -232,9 +254,25 @@ class PatientFacts:
     def orders_under_review(self, product: str) -> list[MedicationOrder]:
         return [o for o in self.orders if o.product == product and o.under_review]
 
+    def cannot_read(self, concept: str, source: Source, note: str) -> None:
+        """A result the record holds but the service cannot interpret: noted, and kept
+        so that no rule concludes the concept is absent or negative."""
+        self.unreadable.setdefault(concept, []).append(source)
+        self.notes.append(DataNote(note, source))
+
     def complete(self, *resource_types: str) -> bool:
         """True when none of these resource types may have been cut short while gathering."""
         return not self.incomplete.intersection(resource_types)
+
+
+def _below(value: float, comparator: str | None, threshold: float) -> bool | None:
+    """A comparison that respects a reported bound: "< x" is below any threshold >= x,
+    "> x" is not below any threshold <= x, anything else cannot be told."""
+    if comparator in ("<", "<="):
+        return True if value <= threshold else None
+    if comparator in (">", ">="):
+        return False if value >= threshold else None
+    return value < threshold
 
 
 def _first(*groups: list[CodedFinding] | None) -> CodedFinding | None:

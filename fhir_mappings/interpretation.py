@@ -6,7 +6,7 @@ class; disagreement is noted, never silently resolved.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 from . import aat
@@ -69,7 +69,7 @@ def _from_dna(facts: PatientFacts, evidence: AlleleEvidence) -> Genotype | None:
 
 def _from_level(facts: PatientFacts) -> Genotype | None:
     level = facts.latest_aat
-    if level is None or level.umol_l >= aat.constants().protective_umol_l:
+    if level is None or not level.below(aat.constants().protective_umol_l):
         return None
     return Genotype((), "severe", "level", (level.source,), f"AAT {level.reported}")
 
@@ -80,7 +80,7 @@ def _note_discordance(facts: PatientFacts) -> None:
     if genotype is None or level is None or genotype.basis == "level":
         return
     c = aat.constants()
-    if genotype.severity not in ("severe", "borderline") and level.umol_l < c.protective_umol_l:
+    if genotype.severity not in ("severe", "borderline") and level.below(c.protective_umol_l):
         facts.discordance = Discordance("level-too-low", genotype, level)
         facts.notes.append(
             DataNote(
@@ -89,7 +89,9 @@ def _note_discordance(facts: PatientFacts) -> None:
                 level.source,
             )
         )
-    elif genotype.severity == "severe" and level.umol_l >= c.zz_unexpectedly_normal_umol_l:
+    elif facts.liver_transplant is not None:
+        return  # after a liver transplant the donor liver makes the AAT: a normal level fits
+    elif genotype.severity == "severe" and level.below(c.zz_unexpectedly_normal_umol_l) is False:
         facts.discordance = Discordance("level-too-high", genotype, level)
         facts.notes.append(
             DataNote(
@@ -113,3 +115,49 @@ def note_stale(facts: PatientFacts, lookbacks: Lookbacks) -> None:
             continue
         if fact.source.date < facts.as_of - timedelta(days=days):
             facts.notes.append(DataNote(f"{label} is older than {days} days", fact.source))
+
+
+SPIROMETRY = ("fev1_percent_predicted", "fev1_fvc", "fev1_volume")
+
+
+def choose_spirometry(facts: PatientFacts) -> None:
+    """One rule for the value of a spirometry session (one day): when the session has a
+    post-bronchodilator result, its pre-bronchodilator and unstated results are not used
+    (post-bronchodilator values decide obstruction and eligibility)."""
+    for concept in SPIROMETRY:
+        values = facts.measurements.get(concept)
+        if not values:
+            continue
+        post_days = {m.source.date for m in values if m.post_bronchodilator}
+        kept = [m for m in values if m.post_bronchodilator or m.source.date not in post_days]
+        dropped = len(values) - len(kept)
+        if dropped:
+            facts.notes.append(
+                DataNote(
+                    f"{dropped} {concept.replace('_', ' ')} result(s) not used: the same "
+                    "session has a post-bronchodilator value"
+                )
+            )
+        facts.measurements[concept] = kept
+
+
+def derive_fev1_percent(facts: PatientFacts) -> None:
+    """FEV1 % predicted from a measured FEV1 and the predicted FEV1 (20147-5) of the same
+    session, where the lab did not report the percentage itself."""
+    predicted = facts.measurements.get("fev1_predicted", [])
+    if not predicted:
+        return
+    percents = facts.measurements.setdefault("fev1_percent_predicted", [])
+    have = {m.source.date for m in percents}
+    for volume in facts.measurements.get("fev1_volume", []):
+        day = volume.source.date
+        match = next((p for p in predicted if p.source.date == day and p.value > 0), None)
+        if day in have or match is None:
+            continue
+        value = round(100 * volume.value / match.value, 1)
+        how = f"computed from FEV1 {volume.value:g} L / predicted {match.value:g} L"
+        percents.append(
+            replace(volume, concept="fev1_percent_predicted", value=value, unit="%", derived=how)
+        )
+        have.add(day)
+    percents.sort(key=lambda m: m.source.date or date.min, reverse=True)

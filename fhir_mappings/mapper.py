@@ -24,7 +24,13 @@ from .fhirjson import (
     reference_id,
     status_code,
 )
-from .interpretation import Lookbacks, note_stale, resolve_genotype
+from .interpretation import (
+    Lookbacks,
+    choose_spirometry,
+    derive_fev1_percent,
+    note_stale,
+    resolve_genotype,
+)
 from .medications import normalise_doses, product_of, read_order
 from .observations import AlleleEvidence, read_observation
 
@@ -86,6 +92,8 @@ def map_patient(
 def _finish(state: _Pass, lookbacks: Lookbacks) -> None:
     facts = state.facts
     _sort_newest_first(facts)
+    choose_spirometry(facts)
+    derive_fev1_percent(facts)
     resolve_genotype(facts, state.alleles)
     _smoking_from_conditions(facts)
     normalise_doses(facts)
@@ -115,6 +123,15 @@ def _patient_id(resources: list[Json]) -> str | None:
         if resource["resourceType"] == "Patient" and isinstance(resource.get("id"), str):
             return resource["id"]
     return None
+
+
+def _deceased(patient: Json) -> str | None:
+    """Patient.deceasedBoolean true or a deceasedDateTime (as Synthea and EHRs write it)."""
+    when = patient.get("deceasedDateTime")
+    if isinstance(when, str) and when.strip():
+        day = parse_date(when)
+        return f"deceased on {day.isoformat()}" if day else "deceased"
+    return "deceased" if patient.get("deceasedBoolean") is True else None
 
 
 def _is_for_patient(resource: Json, patient_id: str | None) -> bool:
@@ -157,6 +174,7 @@ def _source(resource: Json) -> Source:
 def _patient(resource: Json, source: Source, state: _Pass) -> None:
     state.facts.patient = source
     state.facts.birth_date = parse_date(resource.get("birthDate"))
+    state.facts.deceased = _deceased(resource)
     if state.facts.birth_date is None:
         state.facts.notes.append(DataNote("the patient's birth date is not recorded", source))
 

@@ -136,14 +136,9 @@ def normalise_doses(facts: PatientFacts) -> None:
     for index, order in enumerate(facts.orders):
         per_kg = _mg_per_kg(order, weight.value if weight else None)
         if per_kg is None:
-            if order.dose is None or order.interval_days is None:
-                facts.notes.append(
-                    DataNote(f"{order.text}: dose or interval not stated", order.source)
-                )
-            elif weight is None:
-                facts.notes.append(
-                    DataNote(f"{order.text}: no body weight to compute mg/kg", order.source)
-                )
+            problem = _dose_problem(order, weight is not None)
+            facts.notes.append(DataNote(f"{order.text}: {problem}", order.source))
+            facts.orders[index] = replace(order, dose_problem=problem)
             continue
         if order.product == "a1pi" and order.interval_days:
             facts.orders[index] = replace(
@@ -151,6 +146,19 @@ def normalise_doses(facts: PatientFacts) -> None:
             )
         elif order.product == "immune_globulin":
             facts.orders[index] = replace(order, g_per_kg_per_dose=per_kg / 1000)
+
+
+def _dose_problem(order: MedicationOrder, has_weight: bool) -> str:
+    """Why no per-kg dose: said precisely, so that a card never blames the wrong thing."""
+    if order.dose is None:
+        return "dose not stated"
+    if order.interval_days is None:
+        return "dosing interval not stated"
+    if order.dose_unit not in PER_KG_TO_MG and order.dose_unit not in MASS_TO_MG:
+        return f"dose unit '{order.dose_unit or 'none'}' cannot be read as a mass or mass per kg"
+    if not has_weight:
+        return "no body weight to compute mg/kg"
+    return "dose could not be computed"
 
 
 def _mg_per_kg(order: MedicationOrder, weight_kg: float | None) -> float | None:

@@ -70,6 +70,67 @@ def _quantity(resource: Json) -> tuple[float | None, str | None]:
     return float(value), aat.normalise_unit(quantity.get("code"), quantity.get("unit"))
 
 
+def _comparator(resource: Json) -> str | None:
+    comparator = as_dict(resource.get("valueQuantity")).get("comparator")
+    return comparator if comparator in ("<", "<=", ">", ">=") else None
+
+
+def _interpretations(resource: Json) -> set[str]:
+    return {
+        str(c.get("code"))
+        for i in as_list(resource.get("interpretation"))
+        for c in codings(i)
+        if c.get("code")
+    }
+
+
+# The one rule for "positive" (interpretation codes of the FHIR R4 v3 ObservationInterpretation
+# value set: H/HH/HU high, A/AA abnormal, POS positive, DET detected; N/NEG/ND the opposite).
+POSITIVE_INTERPRETATIONS = frozenset({"H", "HH", "HU", "A", "AA", "POS", "DET"})
+NEGATIVE_INTERPRETATIONS = frozenset({"N", "NEG", "ND"})
+# SNOMED CT 10828004 Positive, 260385009 Negative; LOINC answers LA6576-8, LA6577-6.
+POSITIVE_ANSWERS = frozenset({"10828004", "LA6576-8", "260373001"})
+NEGATIVE_ANSWERS = frozenset({"260385009", "LA6577-6", "260415000"})
+
+
+def positive_result(resource: Json) -> bool | None:
+    """True, False, or None when the result does not say: one rule for every presence-type
+    result. A value above the result's own reference range, an interpretation of high,
+    abnormal, positive or detected, or a positive / detected / present answer is positive.
+    """
+    codes = _interpretations(resource)
+    if codes & POSITIVE_INTERPRETATIONS:
+        return True
+    answers = {str(c.get("code")) for c in codings(resource.get("valueCodeableConcept"))}
+    if answers & POSITIVE_ANSWERS:
+        return True
+    if answers & NEGATIVE_ANSWERS:
+        return False
+    text = (_value_text(resource) or "").lower()
+    if re.search(r"\b(not detected|negative|absent|non-?reactive)\b", text):
+        return False
+    if re.search(r"\b(positive|detected|present|reactive)\b", text):
+        return True
+    above = _above_range(resource)
+    if above is not None:
+        return above
+    return False if codes & NEGATIVE_INTERPRETATIONS else None
+
+
+def _above_range(resource: Json) -> bool | None:
+    value, _ = _quantity(resource)
+    if value is None:
+        return None
+    comparator = _comparator(resource)
+    for reference in as_list(resource.get("referenceRange")):
+        high = as_dict(as_dict(reference).get("high")).get("value")
+        if isinstance(high, int | float) and not isinstance(high, bool):
+            if comparator in ("<", "<="):
+                return False if value <= high else None
+            return value > high
+    return None
+
+
 def _value_text(resource: Json) -> str | None:
     if isinstance(resource.get("valueString"), str):
         return resource["valueString"]
@@ -97,7 +158,7 @@ def _aat_level(
     value, unit = _quantity(resource)
     if value is None:
         if resource.get("status") != "registered":
-            facts.notes.append(DataNote("AAT level without a numeric value; not used", source))
+            _aat_without_number(resource, source, facts)
         return
     try:
         umol, mg_dl, note = aat.aat_in_both_units(value, unit)
@@ -111,7 +172,26 @@ def _aat_level(
         facts.notes.append(DataNote(note, source))
     method = concept_text(resource.get("method"))
     preliminary = _preliminary(resource, source, facts, "AAT level")
-    facts.aat_levels.append(AatLevel(umol, mg_dl, f"{value:g} {unit}", source, method, preliminary))
+    comparator = _comparator(resource)
+    reported = f"{comparator or ''} {value:g} {unit}".strip()
+    facts.aat_levels.append(
+        AatLevel(umol, mg_dl, reported, source, method, preliminary, comparator)
+    )
+
+
+def _aat_without_number(resource: Json, source: Source, facts: PatientFacts) -> None:
+    """An AAT result with the lab's verdict only ("Low", interpretation L) is a low level of
+    unknown size; anything else without a number is a result that could not be read."""
+    text = _value_text(resource) or ""
+    if _interpretations(resource) & LOW_INTERPRETATIONS or re.search(r"(?i)\blow\b", text):
+        facts.aat_flagged_low = facts.aat_flagged_low or source
+        note = f"AAT reported as low without a number ({text or 'L'})"
+        facts.notes.append(DataNote(note, source))
+        return
+    if _interpretations(resource) & NEGATIVE_INTERPRETATIONS or re.search(r"(?i)normal", text):
+        facts.notes.append(DataNote(f"AAT reported as normal without a number ({text})", source))
+        return
+    facts.cannot_read("aat_level", source, "AAT result without a numeric value could not be read")
 
 
 def _pi_type(
@@ -123,8 +203,9 @@ def _pi_type(
         return
     parsed = aat.parse_pi(text)
     if parsed is None:
-        facts.notes.append(
-            DataNote(f"AAT {concept.split('_')[1]} '{text[:40]}' could not be read", source)
+        kind = concept.split("_")[1]
+        facts.cannot_read(
+            "genotype", source, f"AAT {kind} result '{text[:40]}' on record could not be read"
         )
         return
     target = alleles.dna if concept == "aat_genotype" else alleles.phenotype
@@ -150,16 +231,26 @@ def _variant(
     if value is not None and PRESENT not in {c.get("code") for c in codings(value)} and absent:
         return
     change = components.get(DNA_CHANGE, {})
-    hgvs = concept_text(change.get("valueCodeableConcept")) or change.get("valueString") or ""
-    allele = aat.allele_of(str(hgvs).split(":")[-1]) if hgvs else None
+    names = _variant_names(change)
+    allele = next(filter(None, (aat.allele_of(name.split(":")[-1]) for name in names)), None)
     if allele is None:
-        facts.notes.append(
-            DataNote(f"SERPINA1 variant '{str(hgvs)[:40]}' is not a known allele", source)
+        shown = (names or ["no DNA change"])[0]
+        facts.cannot_read(
+            "genotype", source, f"SERPINA1 variant '{shown[:40]}' on record could not be read"
         )
         return
     state = components.get(ALLELIC_STATE, {}).get("valueCodeableConcept")
     homozygous = HOMOZYGOUS in {c.get("code") for c in codings(state)}
     alleles.variants.append((allele, homozygous, source))
+
+
+def _variant_names(change: Json) -> list[str]:
+    """Every name a DNA-change component gives: its codings (HGVS codes, displays), its
+    text, a valueString: labs fill any of them."""
+    value = as_dict(change.get("valueCodeableConcept"))
+    names = [str(c.get(k)) for c in codings(value) for k in ("code", "display") if c.get(k)]
+    names += [v for v in (value.get("text"), change.get("valueString")) if isinstance(v, str)]
+    return [n.strip() for n in names if n.strip()]
 
 
 def _measure(
@@ -172,8 +263,9 @@ def _measure(
     post_bd: bool | None = None,
 ) -> None:
     preliminary = _preliminary(resource, source, facts, concept.replace("_", " "))
+    below, comparator = _below_range(resource), _comparator(resource)
     facts.measurements.setdefault(concept, []).append(
-        Measurement(concept, value, unit, source, preliminary, post_bd, _below_range(resource))
+        Measurement(concept, value, unit, source, preliminary, post_bd, below, comparator)
     )
 
 
@@ -241,6 +333,21 @@ def _fev1_volume(
         _measure(
             facts, "fev1_volume", litres, "L", resource, source, _bronchodilator(concept, resource)
         )
+
+
+def _fev1_predicted(
+    concept: str, resource: Json, source: Source, facts: PatientFacts, _: AlleleEvidence
+) -> None:
+    """The predicted FEV1 in litres (20147-5), to compute % predicted with a measured FEV1."""
+    value, unit = _quantity(resource)
+    litres = (
+        None if value is None else value / 1000 if unit == "mL" else value if unit == "L" else None
+    )
+    if litres is None:
+        facts.notes.append(DataNote(f"FEV1 predicted {value} {unit} cannot be read", source))
+        return
+    if _plausible("fev1_volume", litres, "FEV1 predicted (L)", source, facts):
+        _measure(facts, concept, litres, "L", resource, source)
 
 
 def _fev1_percent(
@@ -360,20 +467,20 @@ def _is_anti_iga(resource: Json) -> bool:
 def _anti_iga(
     concept: str, resource: Json, source: Source, facts: PatientFacts, _: AlleleEvidence
 ) -> None:
-    answer = (_value_text(resource) or "").lower()
-    value, _unit = _quantity(resource)
-    if re.search(r"positive|detected|present", answer) and "not detected" not in answer:
-        positive: bool | None = True
-    elif re.search(r"negative|not detected|absent", answer):
-        positive = False
-    else:
-        positive = None
-    text = f"anti-IgA antibodies: {answer or (f'{value:g}' if value is not None else 'no value')}"
-    facts.anti_iga.append(CodedFinding("anti_iga", text, bool(positive), source))
+    """Anti-IgA antibodies, by the one positive rule; unreadable is never negative."""
+    positive = positive_result(resource)
+    value, unit = _quantity(resource)
+    shown = _value_text(resource) or (
+        f"{_comparator(resource) or ''}{value:g} {unit or ''}".strip() if value is not None else ""
+    )
+    verdict = {True: "positive", False: "negative", None: "not interpretable"}[positive]
+    text = f"anti-IgA antibodies {verdict}" + (f": {shown}" if shown else "")
     if positive is None:
-        facts.notes.append(
-            DataNote("anti-IgA antibody result could not be read as positive or negative", source)
+        facts.cannot_read(
+            "anti_iga", source, "anti-IgA antibody result could not be read as positive or negative"
         )
+        return
+    facts.anti_iga.append(CodedFinding("anti_iga", text, positive, source))
 
 
 def concept_code(concept: str) -> str:
@@ -387,6 +494,7 @@ READERS: dict[str, Reader] = {
     "genetic_variant": _variant,
     "fev1": _fev1_volume,
     "fev1_post_bd": _fev1_volume,
+    "fev1_predicted": _fev1_predicted,
     "fev1_pre_bd": _fev1_volume,
     "fev1_percent_predicted": _fev1_percent,
     "fev1_fvc": _fev1_fvc,

@@ -90,11 +90,20 @@ SUPPRESSED_BY: dict[str, frozenset[str]] = {
 }
 
 
+# What remains for a deceased patient: relatives still benefit from cascade testing.
+AFTER_DEATH: tuple[Rule, ...] = (diagnosis.family_testing,)
+
+
 def evaluate(hook: str, facts: PatientFacts, policy: Policy | None = None) -> list[Recommendation]:
-    """Run the rules of ``hook``: at most one recommendation per topic, none contradicting."""
+    """Run the rules of ``hook``: at most one recommendation per topic, none contradicting.
+
+    For a deceased patient every patient-directed card is withheld (DESIGN, "Deceased
+    patients"); family testing remains, with the death noted on it.
+    """
     ctx = Context(facts, policy or Policy())
     found: dict[str, Recommendation] = {}
-    for rule in RULES[hook]:
+    rules = RULES[hook] if facts.deceased is None else AFTER_DEATH
+    for rule in rules:
         recommendation = rule(ctx)
         if recommendation is not None and recommendation.topic not in found:
             found[recommendation.topic] = recommendation

@@ -41,6 +41,7 @@ AAT_LEVEL = _test("aat_level", "aat_level")
 AAT_PHENOTYPE = _test("aat_phenotype", "aat_phenotype")
 AAT_TROUGH = _test("aat_level", "aat_trough")
 IGG_TROUGH = _test("igg", "igg_trough")
+IGA_LEVEL = _test("iga", "iga")
 
 
 def prescribe_a1pi(dose_mg: float, weight_kg: float) -> PrescribeAugmentation:

@@ -61,8 +61,10 @@ def recent_weight(facts: PatientFacts, policy: Policy) -> Measurement | None:
 
 
 def below_protective(facts: PatientFacts) -> bool | None:
+    """Latest level below the protective threshold; None without a level or when a reported
+    bound cannot tell ("< 60 mg/dL")."""
     level = facts.latest_aat
-    return None if level is None else level.umol_l < constants().protective_umol_l
+    return None if level is None else level.below(constants().protective_umol_l)
 
 
 def obstruction(facts: PatientFacts) -> Reason | None:
@@ -149,8 +151,10 @@ def iga_deficient(facts: PatientFacts) -> Reason | None:
     if coded is not None:
         return Reason(FACTS("iga_coded", text=coded.text), coded.source)
     iga = facts.latest("iga")
-    if iga is not None and iga.value < thresholds().iga_deficient_mg_dl:
-        return Reason(FACTS("iga_level", value=iga.value), iga.source)
+    # A bound that cannot rule deficiency out ("< 20 mg/dL") counts: anti-IgA is then asked for.
+    if iga is not None and iga.below(thresholds().iga_deficient_mg_dl) is not False:
+        value = f"{iga.comparator or ''}{iga.value:g}"
+        return Reason(FACTS("iga_level", value=value), iga.source)
     return None
 
 
@@ -171,11 +175,24 @@ def contraindications(facts: PatientFacts) -> list[Reason]:
 
 
 def anti_iga_unknown(facts: PatientFacts) -> Reason | None:
-    """IgA deficient with no anti-IgA result: the test to ask for before A1PI or IVIG."""
-    deficient = iga_deficient(facts)
-    if deficient and not facts.anti_iga:
-        return deficient
+    """The IgA question that must be settled before A1PI or IVIG, or None when settled:
+    IgA deficient with no readable anti-IgA result, or anti-IgA positive with no IgA level.
+    An anti-IgA result that could not be read never counts as negative."""
+    deficient, positive = iga_deficient(facts), anti_iga_positive(facts)
+    unreadable = facts.unreadable.get("anti_iga")
+    if deficient and not positive:
+        if unreadable:
+            return Reason(FACTS("anti_iga_unreadable", fact=deficient.text), unreadable[0])
+        if not facts.anti_iga:
+            return deficient
+    if positive and not deficient and facts.latest("iga") is None:
+        return Reason(FACTS("anti_iga_without_iga", fact=positive.text), positive.source)
     return None
+
+
+def weekly(interval_days: float) -> bool:
+    """Given once weekly (the labelled interval), allowing for a day's rounding of dates."""
+    return abs(interval_days - 7) < 1
 
 
 def off_label_dose(order: MedicationOrder) -> bool | None:
@@ -183,5 +200,7 @@ def off_label_dose(order: MedicationOrder) -> bool | None:
     dose = order.mg_per_kg_per_week
     if dose is None:
         return None
+    if order.interval_days is not None and not weekly(order.interval_days):
+        return True
     target = thresholds().a1pi_dose_mg_per_kg_week
     return abs(dose - target) > target * thresholds().a1pi_dose_tolerance

@@ -40,8 +40,10 @@ def testing_recommended(ctx: Context) -> Recommendation | None:
     facts = ctx.facts
     if not facts.complete("Observation", "Condition", "FamilyMemberHistory"):
         return None
-    if facts.aat_tests or facts.has_condition("aatd"):
+    if facts.aat_tests:
         return None
+    if facts.has_condition("aatd"):
+        return _document_diagnosis(ctx)
     found = _testing_reasons(ctx)
     if not found:
         return None
@@ -52,6 +54,20 @@ def testing_recommended(ctx: Context) -> Recommendation | None:
         advice=WORDS("testing.advice"),
         evidence=statements(*TESTING),
         reasons=(*found, Reason(WORDS("testing.nothing_on_record"))),
+        actions=(actions.AAT_LEVEL, actions.AAT_PHENOTYPE),
+    )
+
+
+def _document_diagnosis(ctx: Context) -> Recommendation:
+    """AATD on the problem list but no level, phenotype or genotype on record: the results
+    are needed for eligibility, family testing and payer approval (A1F 2016; labels)."""
+    finding = ctx.facts.conditions["aatd"][0]
+    return Recommendation(
+        topic="aatd-testing-recommended",
+        summary=WORDS("document.summary"),
+        advice=WORDS("document.advice"),
+        evidence=statements(TESTING[0], LAB),
+        reasons=reasons(finding_reason("AATD", finding), Reason(WORDS("document.none"))),
         actions=(actions.AAT_LEVEL, actions.AAT_PHENOTYPE),
     )
 
@@ -87,14 +103,18 @@ def genotype_recommended(ctx: Context) -> Recommendation | None:
     """When: the latest AAT level is below normal or in the grey zone and no phenotype or
     genotype is on record or pending (CK row 20; lab guidance). Then: order a phenotype."""
     facts, policy = ctx.facts, ctx.policy
-    level = facts.latest_aat
-    if level is None or (facts.genotype is not None and facts.genotype.basis != "level"):
+    if facts.genotype is not None and facts.genotype.basis != "level":
         return None
+    if facts.unreadable.get("genotype"):
+        return _unreadable_alleles(ctx)
     if any(t.pending and t.concept != "aat_level" for t in facts.aat_tests):
         return None
+    level = facts.latest_aat
+    if level is None:
+        return _flagged_low(ctx) if facts.aat_flagged_low else None
     low, high = policy.aat_grey_zone_mg_dl
-    below = level.umol_l < thresholds().aat_below_normal_umol_l
-    grey = low <= level.mg_dl <= high
+    below = level.below(thresholds().aat_below_normal_umol_l)
+    grey = level.comparator is None and low <= level.mg_dl <= high
     if not (below or grey):
         return None
     why = WORDS("genotype.grey") if grey else WORDS("genotype.below")
@@ -104,6 +124,38 @@ def genotype_recommended(ctx: Context) -> Recommendation | None:
         advice=WORDS("genotype.advice", low=low, high=high),
         evidence=statements(LAB, TESTING[0]),
         reasons=reasons(aat_reason(facts), Reason(WORDS("genotype.no_alleles"))),
+        actions=(actions.AAT_PHENOTYPE,),
+    )
+
+
+def _unreadable_alleles(ctx: Context) -> Recommendation:
+    """An allele result is on record but could not be read: review it, order nothing new."""
+    source = ctx.facts.unreadable["genotype"][0]
+    return Recommendation(
+        topic="genotype-recommended",
+        summary=WORDS("genotype.unreadable.summary"),
+        advice=WORDS("genotype.unreadable.advice"),
+        evidence=statements(LAB),
+        reasons=reasons(Reason(WORDS("genotype.unreadable.fact"), source), aat_reason(ctx.facts)),
+    )
+
+
+def _flagged_low(ctx: Context) -> Recommendation:
+    """A level reported only as low (no number): the alleles are still needed."""
+    source = ctx.facts.aat_flagged_low
+    return Recommendation(
+        topic="genotype-recommended",
+        summary=WORDS("genotype.flagged_low.summary"),
+        advice=WORDS(
+            "genotype.advice",
+            low=ctx.policy.aat_grey_zone_mg_dl[0],
+            high=ctx.policy.aat_grey_zone_mg_dl[1],
+        ),
+        evidence=statements(LAB, TESTING[0]),
+        reasons=(
+            Reason(WORDS("genotype.flagged_low.fact"), source),
+            Reason(WORDS("genotype.no_alleles")),
+        ),
         actions=(actions.AAT_PHENOTYPE,),
     )
 
@@ -144,10 +196,11 @@ def family_testing(ctx: Context) -> Recommendation | None:
     facts = ctx.facts
     if not a.abnormal_allele(facts) or facts.genotype is None:
         return None
+    death = Reason(WORDS("family.deceased", when=facts.deceased)) if facts.deceased else None
     return Recommendation(
         topic="family-testing",
         summary=WORDS("family.summary", label=facts.genotype.label),
         advice=WORDS("family.advice"),
         evidence=statements("a1f-2016.family"),
-        reasons=reasons(genotype_reason(facts)),
+        reasons=reasons(genotype_reason(facts), death),
     )

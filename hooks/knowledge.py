@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import string
-from collections import ChainMap
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from functools import cache
@@ -169,8 +168,16 @@ class Words:
         return _templates(self.package, self.path)
 
     def __call__(self, key: str, /, **values: Any) -> str:
-        bound = ChainMap(values, dict(bound_numbers()))
-        return _FORMATTER.vformat(self.templates[key], (), bound)
+        # str.format_map (C) rather than string.Formatter (Python): card words are rendered
+        # dozens of times per hook call.
+        return _templates(self.package, self.path)[key].format_map(_Values(values))
+
+
+class _Values(dict[str, Any]):
+    """The rule's values, then the bound numbers for any name the rule did not give."""
+
+    def __missing__(self, key: str) -> Any:
+        return bound_numbers()[key]
 
 
 @cache

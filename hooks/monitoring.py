@@ -41,10 +41,12 @@ def spirometry_due(ctx: Context) -> Recommendation | None:
 
 
 def liver_monitoring(ctx: Context) -> Recommendation | None:
-    """When: ZZ, SZ, Z/null, or liver disease with an abnormal allele, and liver tests not
-    within their lookback (Hamesch & Strnad 2020; CK row 37). Then: liver tests, ultrasound
-    and elastography; hepatology with liver disease."""
+    """When: ZZ, SZ, Z/null, or liver disease with an abnormal allele, no liver transplant,
+    and liver tests not within their lookback (Hamesch & Strnad 2020; CK rows 37-38).
+    Then: liver tests, ultrasound and elastography; hepatology with liver disease."""
     facts = ctx.facts
+    if facts.liver_transplant is not None:
+        return None  # the graft is the transplant hepatologists'; the AATD liver is gone
     genotype = facts.genotype
     z_risk = genotype is not None and "Z" in genotype.alleles and genotype.severity in a.DEFICIENT
     disease = facts.conditions.get("chronic_liver_disease", [None])[0]

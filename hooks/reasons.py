@@ -29,8 +29,14 @@ def level_reason(level: AatLevel | None) -> Reason | None:
     if level is None:
         return None
     extra = FACTS("preliminary") if level.preliminary else ""
+    bound = f"{level.comparator} " if level.comparator else ""
     text = FACTS(
-        "aat", reported=level.reported, umol_l=level.umol_l, mg_dl=level.mg_dl, extra=extra
+        "aat",
+        reported=level.reported,
+        umol_l=level.umol_l,
+        mg_dl=level.mg_dl,
+        bound=bound,
+        extra=extra,
     )
     return Reason(text, level.source)
 
@@ -39,7 +45,8 @@ def measurement_reason(label: str, measurement: Measurement | None) -> Reason | 
     if measurement is None:
         return None
     unit = "" if measurement.unit in ("1", "") else f" {measurement.unit}"
-    text = FACTS("measurement", label=label, value=f"{measurement.value:g}", unit=unit)
+    value = f"{measurement.comparator or ''}{round(measurement.value, 2):g}"
+    text = FACTS("measurement", label=label, value=value, unit=unit)
     return Reason(text, measurement.source)
 
 
@@ -56,7 +63,10 @@ def order_reason(order: MedicationOrder) -> Reason:
         dose = FACTS("order_dose", dose=order.dose, unit=order.dose_unit or "").rstrip()
         if order.interval_days:
             dose += FACTS("order_interval", days=order.interval_days)
-    return Reason(FACTS("order", state=order.state, text=order.text, dose=dose), order.source)
+    statement = order.resource_type == "MedicationStatement"
+    values = {"state": order.state, "text": order.text, "dose": dose}
+    text = FACTS("statement", **values) if statement else FACTS("order", **values)
+    return Reason(text, order.source)
 
 
 def order_reasons(orders: list[MedicationOrder]) -> tuple[Reason, ...]:
@@ -68,11 +78,20 @@ def age_reason(facts: PatientFacts) -> Reason:
 
 
 def fev1_reason(fev1: Measurement) -> Reason:
-    return Reason(FACTS("fev1", value=fev1.value), fev1.source)
+    return Reason(FACTS("fev1", value=fev1.value, how=spirometry_note(fev1)), fev1.source)
+
+
+def spirometry_note(measurement: Measurement) -> str:
+    """Which spirometry value this is: said whenever it is not a plain post-BD result."""
+    notes = {True: "", False: FACTS("pre_bd"), None: FACTS("bd_not_stated")}
+    note = notes[measurement.post_bronchodilator]
+    if measurement.derived:
+        note += FACTS("derived", how=measurement.derived)
+    return note
 
 
 def weight_reason(weight: Measurement) -> Reason:
-    return Reason(FACTS("weight", value=weight.value), weight.source)
+    return Reason(FACTS("weight", value=round(weight.value, 1)), weight.source)
 
 
 def reasons(*items: Reason | None) -> tuple[Reason, ...]:

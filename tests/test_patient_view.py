@@ -170,9 +170,13 @@ def test_every_topic_has_a_fixture_that_triggers_it(client):
 def test_seed_000_candidate_suggests_the_computed_dose(client):
     card = cards_for(client, "seed-000-zz-emphysema")["augmentation-candidate"]
     assert card["summary"] == "Start A1PI augmentation: 4,320 mg IV weekly (60 mg/kg x 72 kg)"
-    [suggestion] = card["suggestions"]
-    [action] = suggestion["actions"]
+    by_type = {s["actions"][0]["resource"]["resourceType"]: s for s in card["suggestions"]}
+    [action] = by_type["MedicationRequest"]["actions"]
     request = action["resource"]
+    # Before the first dose: the AATD centre, and an IgA level (none on record).
+    labels = {s["label"] for s in card["suggestions"]}
+    assert {"Refer to an AATD specialist", "Order serum IgA"} <= labels
+    assert "serum IgA before the first dose" in card["detail"]
     assert (action["type"], request["resourceType"], request["status"]) == (
         "create",
         "MedicationRequest",

@@ -16,7 +16,9 @@ CASES = {
     "testing-relative-with-aatd": True,
     "testing-cirrhosis-untested": True,
     "testing-copd-tested": False,
-    "testing-copd-aatd-diagnosed": False,
+    # E88.01 on the problem list with no result: asked to document the level and genotype
+    # (issue 12); seed-000 (E88.01 with its level and genotype) is the near miss.
+    "testing-copd-aatd-diagnosed": True,
     "testing-copd-aat-pending": False,
     "testing-copd-refuted": False,
     "testing-asthma-reversible": False,
@@ -83,3 +85,18 @@ def test_each_call_gets_fresh_card_uuids(client):
     first = cards_for(client, "testing-copd-untested")[0]["uuid"]
     second = cards_for(client, "testing-copd-untested")[0]["uuid"]
     assert first != second
+
+
+def test_coded_aatd_without_results_asks_to_document_them(client):
+    [card] = [
+        c
+        for c in cards_for(client, "testing-copd-aatd-diagnosed")
+        if c["source"]["topic"]["code"] == TOPIC
+    ]
+    assert card["summary"].startswith("AATD is on the problem list without an AAT level")
+    assert "seed-000" not in str(card)
+    assert not [
+        c
+        for c in cards_for(client, "seed-000-zz-emphysema")
+        if c["source"]["topic"]["code"] == TOPIC
+    ]

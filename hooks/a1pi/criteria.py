@@ -22,7 +22,7 @@ from .. import assessment as a
 from ..assessment import SmokingState
 from ..knowledge import Words, thresholds
 from ..policy import Policy
-from ..reasons import aat_reason, genotype_reason, reasons, weight_reason
+from ..reasons import aat_reason, genotype_reason, reasons, spirometry_note, weight_reason
 from ..recommendation import Judgement, Reason, Status
 
 WORDS = Words("hooks", "a1pi", "words.json")
@@ -66,6 +66,9 @@ class Kind(StrEnum):
     SHARED_DECISION = "FEV1 above the recommended range: discuss"
     INFLAMMATORY_EPISODE = "acute rejection or infection after lung transplant"
     ANTI_IGA_UNKNOWN = "IgA deficient, anti-IgA not on record"
+    LEVEL_ONLY = "a level but no allele result"
+    UNREADABLE = "an allele result that could not be read"
+    NOT_WEEKLY = "not given once weekly"
 
 
 # Unknowns an AATD specialist or transplant team settles; other unknowns need documenting.
@@ -115,6 +118,13 @@ def _deficiency(facts: PatientFacts) -> Judgement:
     if _unexplained_discordance(facts):
         fact = Reason(WORDS("facts.discordant", fact=why.text), why.source)
         return _judged(c, UNKNOWN, fact, Kind.DISCORDANT)
+    basis = facts.genotype.basis if facts.genotype else None
+    if facts.unreadable.get("genotype") and basis in (None, "level"):
+        fact = Reason(WORDS("facts.genotype_unreadable"), facts.unreadable["genotype"][0])
+        return _judged(c, UNKNOWN, fact, Kind.UNREADABLE)
+    if severity == a.SEVERE and basis == "level":
+        fact = Reason(WORDS("facts.level_only", fact=why.text), why.source)
+        return _judged(c, UNKNOWN, fact, Kind.LEVEL_ONLY)
     if severity == a.SEVERE:
         return _judged(c, MET, why, Kind.SEVERE)
     if severity == a.BORDERLINE:
@@ -156,7 +166,7 @@ def _fev1(facts: PatientFacts, policy: Policy) -> Judgement:
     if fev1 is None:
         days = policy.lookbacks.spirometry
         return _judged(c, UNKNOWN, Reason(WORDS("facts.no_fev1", days=days)))
-    text = WORDS("facts.fev1", value=fev1.value, window=window.label)
+    text = WORDS("facts.fev1", value=fev1.value, how=spirometry_note(fev1), window=window.label)
     if fev1.value < thresholds().fev1_advanced_disease_percent:
         fact = Reason(WORDS("facts.fev1_below_minimum", fev1=text), fev1.source)
         return _judged(c, UNKNOWN, fact, Kind.BELOW_MINIMUM)
@@ -231,13 +241,22 @@ def _recent_weight(facts: PatientFacts, policy: Policy) -> Judgement:
 
 
 def dose(order: MedicationOrder) -> Judgement:
-    """An order's dose against the labelled mg/kg once weekly, within the tolerance."""
-    off = a.off_label_dose(order)
-    if off is None:
-        why = WORDS("facts.dose_no_weight") if order.dose else WORDS("facts.dose_not_stated")
+    """An order's dose against the labelled mg/kg given once weekly, within the tolerance.
+
+    The interval is judged on its own: a double dose every two weeks averages to the
+    labelled weekly amount but is not the labelled regimen.
+    """
+    per_week = order.mg_per_kg_per_week
+    if per_week is None:
+        why = WORDS("facts.dose_unknown", problem=order.dose_problem or "dose not stated")
         return _judged(A1pi.DOSE, UNKNOWN, Reason(why, order.source))
-    fact = Reason(WORDS("facts.dose", dose=order.mg_per_kg_per_week), order.source)
-    return _judged(A1pi.DOSE, NOT_MET if off else MET, fact)
+    days = order.interval_days or 7
+    if not a.weekly(days):
+        per_dose = per_week * days / 7
+        fact = Reason(WORDS("facts.dose_interval", dose=per_dose, days=days), order.source)
+        return _judged(A1pi.DOSE, NOT_MET, fact, Kind.NOT_WEEKLY)
+    fact = Reason(WORDS("facts.dose", dose=per_week), order.source)
+    return _judged(A1pi.DOSE, NOT_MET if a.off_label_dose(order) else MET, fact)
 
 
 def labelled_dose_mg(facts: PatientFacts, policy: Policy) -> float | None:

@@ -7,6 +7,8 @@ documentation. Nothing is judged here that patient-view judges otherwise.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fhir_mappings import MedicationOrder
 
 from .. import actions
@@ -29,9 +31,11 @@ from .criteria import (
     TRANSPLANT,
     WORDS,
     A1pi,
+    Kind,
     dose,
     missing_item,
 )
+from .dose_card import dose_card
 
 TRANSPLANTS = (A1pi.NO_LUNG_TRANSPLANT, A1pi.NO_LIVER_TRANSPLANT)
 
@@ -48,7 +52,7 @@ def augmentation_order(ctx: Context) -> Recommendation | None:
     judged = (*ctx.a1pi, dose(order))
     patient = [j for j in judged if j.criterion is not A1pi.DOSE]
     failing = [j for j in patient if j.not_met]
-    unknown = [j for j in patient if j.unknown]
+    unknown = [j for j in judged if j.unknown]
     contraindication = ctx.a1pi[A1pi.NO_CONTRAINDICATION]
     if contraindication.not_met:
         return _verdict(
@@ -86,6 +90,11 @@ def augmentation_order(ctx: Context) -> Recommendation | None:
         )
     if unknown:
         return _unknown(ctx, order, judged, unknown)
+    if judged[-1].not_met:
+        # Indicated, but not as written: the dose card, carrying the statement.
+        card = dose_card(ctx, order)
+        necessity = Necessity(order.text, judged, Conclusion.NOT_SUPPORTED)
+        return replace(card, necessity=necessity)
     return _verdict(ctx, order, judged, Conclusion.SUPPORTED, "augmentation-candidate", "supported")
 
 
@@ -122,6 +131,10 @@ def _missing_actions(unknown: list[Judgement]) -> tuple[SuggestedAction, ...]:
         found.append(actions.SPIROMETRY)
     if A1pi.RECENT_WEIGHT in criteria:
         found.append(actions.WEIGHT)
+    if any(j.kind in (Kind.LEVEL_ONLY, Kind.UNREADABLE) for j in unknown):
+        found.append(actions.AAT_PHENOTYPE)
+    if A1pi.NO_CONTRAINDICATION in criteria:
+        found.append(actions.ANTI_IGA_TEST)
     if A1pi.NO_LUNG_TRANSPLANT in criteria:
         found.append(actions.TRANSPLANT_TEAM)
     elif any(j.kind in SPECIALIST_KINDS for j in unknown):

@@ -27,7 +27,7 @@ from ..reasons import (
     order_reasons,
     reasons,
 )
-from ..recommendation import Reason, Recommendation
+from ..recommendation import Reason, Recommendation, SuggestedAction
 from .criteria import (
     A1F,
     CTS,
@@ -42,7 +42,14 @@ from .criteria import (
 )
 
 # Work-up items the decision needs, in the order a card lists them.
-WORKUP = (A1pi.FEV1_WINDOW, A1pi.OBSTRUCTION, A1pi.NOT_SMOKING, A1pi.RECENT_WEIGHT, A1pi.ADULT)
+WORKUP = (
+    A1pi.FEV1_WINDOW,
+    A1pi.OBSTRUCTION,
+    A1pi.NOT_SMOKING,
+    A1pi.RECENT_WEIGHT,
+    A1pi.ADULT,
+    A1pi.NO_CONTRAINDICATION,
+)
 
 
 def augmentation(ctx: Context) -> Recommendation | None:
@@ -173,8 +180,8 @@ def _deficiency(ctx: Context, on: list[MedicationOrder]) -> Step:
     match judged.kind:
         case Kind.SEVERE:
             return False, None
-        case Kind.DISCORDANT:
-            return True, None
+        case Kind.DISCORDANT | Kind.LEVEL_ONLY | Kind.UNREADABLE:
+            return True, None  # results-discordant / genotype-recommended ask for the alleles
         case Kind.NO_RESULT:
             return True, _unestablished(ctx, on) if on else None
         case Kind.BORDERLINE_NO_LEVEL:
@@ -291,8 +298,18 @@ def _workup(ctx: Context, missing: tuple[A1pi, ...]) -> Recommendation:
         (LABELS, A1F),
         reasons=reasons(genotype_reason(facts), aat_reason(facts)),
         missing=tuple(missing_item(ctx.a1pi[criterion], ctx.policy) for criterion in missing),
-        actions=(actions.SPIROMETRY,) if A1pi.FEV1_WINDOW in missing else (),
+        actions=_workup_actions(missing),
     )
+
+
+def _workup_actions(missing: tuple[A1pi, ...]) -> tuple[SuggestedAction, ...]:
+    """The step that settles each missing input, where one can be ordered."""
+    steps = {
+        A1pi.FEV1_WINDOW: actions.SPIROMETRY,
+        A1pi.RECENT_WEIGHT: actions.WEIGHT,
+        A1pi.NO_CONTRAINDICATION: actions.ANTI_IGA_TEST,
+    }
+    return tuple(steps[c] for c in missing if c in steps)
 
 
 def _above_window(ctx: Context, base: tuple[Reason, ...]) -> Recommendation:
@@ -324,10 +341,17 @@ def _candidate(ctx: Context, base: tuple[Reason, ...]) -> Recommendation:
     discuss = c[A1pi.FEV1_WINDOW].kind is Kind.SHARED_DECISION
     values = {
         "dose": dose_mg,
-        "weight": weight.value,
+        "weight": round(weight.value, 1),
         "window": window.label,
         "limit": window.recommend_max,
     }
+    checks, check_actions = _before_first_dose(ctx)
+    # "Discuss" is settled by the AATD specialist, never by a pre-selected infusion order.
+    found: tuple[SuggestedAction, ...] = (
+        (actions.AATD_SPECIALIST,)
+        if discuss
+        else (actions.prescribe_a1pi(dose_mg, weight.value), actions.AATD_SPECIALIST)
+    )
     evidence = (A1F, CTS, LABELS) if policy.fev1_window == "a1f-2016" else (CTS, A1F, LABELS)
     return _card(
         "augmentation-candidate",
@@ -342,8 +366,25 @@ def _candidate(ctx: Context, base: tuple[Reason, ...]) -> Recommendation:
             c[A1pi.RECENT_WEIGHT].fact,
             c[A1pi.ADULT].fact,
         ),
-        actions=(actions.prescribe_a1pi(dose_mg, weight.value),),
+        missing=checks,
+        actions=(*found, *check_actions),
     )
+
+
+def _before_first_dose(ctx: Context) -> tuple[tuple[str, ...], tuple[SuggestedAction, ...]]:
+    """What to have before the first infusion of a plasma-derived product: an IgA level
+    (IgA deficiency with anti-IgA antibodies contraindicates A1PI) and hepatitis A and B
+    vaccination (EU SmPC). Said as missing; the candidate card still stands."""
+    facts = ctx.facts
+    missing: list[str] = []
+    steps: list[SuggestedAction] = []
+    if facts.latest("iga") is None:
+        missing.append(WORDS("first_dose.iga"))
+        steps.append(actions.IGA_LEVEL)
+    unvaccinated = [g for g in ("hepatitis_a", "hepatitis_b") if not facts.immunizations.get(g)]
+    if unvaccinated:
+        missing.append(WORDS("first_dose.hepatitis"))
+    return tuple(missing), tuple(steps)
 
 
 # --- rules that accompany the decision ------------------------------------------------------

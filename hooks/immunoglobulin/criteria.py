@@ -99,14 +99,16 @@ def aaaai(facts: PatientFacts, igg: Measurement) -> Aaaai:
         *(measurement_reason(m.concept.upper().replace("IG", "Ig"), m) for m in low_a_or_m),
     )
     fact = Reason("; ".join(r.text for r in used), igg.source)
-    if igg.value < t.igg_very_low_mg_dl:
+    if igg.below(t.igg_very_low_mg_dl):
         return Aaaai(Judgement(Ig.AAAAI_CRITERIA, MET, fact, Kind.VERY_LOW), used)
-    if recurrent and igg.value < t.igg_severe_mg_dl:
+    if recurrent and igg.below(t.igg_severe_mg_dl):
         return Aaaai(Judgement(Ig.AAAAI_CRITERIA, MET, fact, Kind.SEVERE_RECURRENT), used)
-    if recurrent and low_a_or_m and igg.value < t.igg_low_mg_dl:
+    if recurrent and low_a_or_m and igg.below(t.igg_low_mg_dl):
         judged = Judgement(Ig.AAAAI_CRITERIA, MET, fact, Kind.LOW_RECURRENT_LOW_A_OR_M)
         return Aaaai(judged, used, (WORDS("missing.vaccine_response"),))
-    return Aaaai(Judgement(Ig.AAAAI_CRITERIA, NOT_MET, fact), used)
+    cannot_tell = recurrent and igg.below(t.igg_severe_mg_dl) is None
+    status = UNKNOWN if cannot_tell else NOT_MET  # "< 500" with infections: measure again
+    return Aaaai(Judgement(Ig.AAAAI_CRITERIA, status, fact), used)
 
 
 def _low(measurement: Measurement) -> bool:

@@ -18,7 +18,7 @@ def replacement_indicated(ctx: Context) -> Recommendation | None:
     if ig.latest is None or not ig.latest.judgement.met or ig.latest_igg is None:
         return None
     on = list(ig.on_replacement)
-    untreated_severe = not on and ig.latest_igg.value < thresholds().igg_severe_mg_dl
+    untreated_severe = not on and ig.latest_igg.below(thresholds().igg_severe_mg_dl) is True
     key = "indicated_on" if on else "indicated_off"
     return Recommendation(
         topic="immunoglobulin-replacement-indicated",
@@ -38,7 +38,7 @@ def replacement_not_indicated(ctx: Context) -> Recommendation | None:
     ig = ctx.immunoglobulin
     on = list(ig.on_replacement)
     judged = ig.baseline if on else ig.latest
-    if judged is None or judged.judgement.met:
+    if judged is None or not judged.judgement.not_met:  # unknown is not "not indicated"
         return None
     if not on and ig.latest_igg and ig.latest_igg.value >= thresholds().igg_low_mg_dl:
         return None
@@ -59,11 +59,11 @@ def trough_low(ctx: Context) -> Recommendation | None:
     igg = ig.latest_igg
     if not ig.on_replacement or not ig.trough.met or igg is None:
         return None
-    if igg.value >= thresholds().igg_trough_target_mg_dl:
+    if not igg.below(thresholds().igg_trough_target_mg_dl):
         return None
     return Recommendation(
         topic="immunoglobulin-trough-low",
-        summary=WORDS("trough_low.summary", value=igg.value),
+        summary=WORDS("trough_low.summary", value=f"{igg.comparator or ''}{igg.value:g}"),
         advice=WORDS("trough_low.advice"),
         evidence=statements(ONTARIO),
         reasons=(*reasons(measurement_reason("IgG", igg)), *order_reasons(list(ig.on_replacement))),
