@@ -38,7 +38,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         settings=settings,
         executor=ThreadPoolExecutor(settings.fhir_parallel, thread_name_prefix="fhir"),
         policy=settings.policy(),
-        store=Store(settings.database_url, settings.patient_hash_key),
+        store=Store(settings.database_url, settings.patient_hash_key, settings.snooze_days),
     )
 
     logs.LOGGER.setLevel(settings.log_level.upper())

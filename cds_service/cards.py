@@ -53,11 +53,56 @@ def render_card(rec: Recommendation, patient_id: str, resources: Resources) -> d
         ],
         "links": _links(rec),
     }
+    if rec.items:
+        return _checklist(card, rec, patient_id, resources)
     suggestions = [suggestion(a, patient_id, rec.summary, resources) for a in rec.actions]
     if any(suggestions):
         card["suggestions"] = [s for s in suggestions if s]
         card["selectionBehavior"] = "any"
     return card
+
+
+CHECKLIST_EXTENSION = "urn:alpha1-cds:checklist"
+
+
+def _checklist(
+    card: dict[str, Any], rec: Recommendation, patient_id: str, resources: Resources
+) -> dict[str, Any]:
+    """The care checklist: a checklist detail, each item's suggestions, and the items for
+    machines in the ``urn:alpha1-cds:checklist`` extension (DESIGN)."""
+    listed, suggestions = [], []
+    for item in rec.items:
+        built = [suggestion(a, patient_id, item.summary, resources) for a in item.actions]
+        made = [s for s in built if s is not None]
+        suggestions += made
+        listed.append(
+            {
+                "topic": item.topic,
+                "summary": _summary(item.summary),
+                "suggestions": [s["uuid"] for s in made],
+            }
+        )
+    card["detail"] = checklist_detail(rec)
+    card["extension"] = {CHECKLIST_EXTENSION: listed}
+    if suggestions:
+        card["suggestions"] = suggestions
+        card["selectionBehavior"] = "any"
+    return card
+
+
+def checklist_detail(rec: Recommendation) -> str:
+    """Markdown: one unchecked box per reminder (what), its facts (why, since when), what
+    it still needs; then the guideline statements behind them all."""
+    parts = ["**Due**"]
+    for item in rec.items:
+        parts.append(f"- [ ] **{item.summary}**")
+        parts += [f"    - {_reason(r)}" for r in item.reasons]
+        parts += [f"    - missing: {m}" for m in item.missing]
+    parts += ["", "**What the guidelines say**", rec.advice, ""]
+    for evidence in rec.evidence:
+        label = guidelines()[evidence.guideline].label
+        parts.append(f"- *{label}* ({evidence.strength}): {evidence.statement}")
+    return "\n".join(parts)
 
 
 def detail(rec: Recommendation) -> str:

@@ -11,14 +11,15 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from fhir_mappings import Lookbacks
 from fhir_mappings.aat import constants
 from hooks import Policy
-from hooks.policy import DEFAULT_FEV1_WINDOW
+from hooks.knowledge import topics
+from hooks.policy import DEFAULT_FEV1_WINDOW, REMINDER_STYLES
 
 ENV_PREFIX = "ALPHA1_CDS_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -31,6 +32,17 @@ ASYMMETRIC = frozenset(
 DEFAULT_ALGORITHMS = ("ES384", "RS384")
 # The clinical defaults are stated once, where they are used (fhir_mappings, hooks).
 LOOKBACKS = Lookbacks()
+# How long an override hides a topic for that patient (README, "Overrides"). Reminders
+# come back when they may be due again; a contraindication is never hidden.
+SNOOZE_DAYS = {
+    "default": 30,
+    "family-testing": 365,
+    "vaccinations-due": 90,
+    "liver-monitoring": 180,
+    "spirometry-due": 90,
+    "smoking-status-unknown": 90,
+    "augmentation-contraindicated": 0,
+}
 
 
 class ConfigError(ValueError):
@@ -107,7 +119,14 @@ class Settings:
     # ("postgresql+psycopg://user@host/db"). The key, when set, stores a keyed hash of the
     # patient id with each issued card; without it no patient reference is stored at all.
     database_url: str = "sqlite:///alpha1-cds.sqlite"
+    # Secret for the keyed hash of patient ids (overrides are remembered per patient). Unset:
+    # a random key is made at first start and kept in the database (README, "Feedback").
     patient_hash_key: str | None = None
+    # Patient-view reminders: one care-checklist card ("checklist") or a card each ("cards").
+    reminders: str = REMINDER_STYLES[0]
+    # Days a topic stays hidden for a patient after a clinician overrode it; "default" for
+    # topics not named; 0: never hidden.
+    snooze_days: Mapping[str, int] = field(default_factory=lambda: dict(SNOOZE_DAYS))
 
     def __post_init__(self) -> None:
         for name in ("fhir_timeout", "fhir_deadline"):
@@ -155,7 +174,7 @@ class Settings:
             igg=self.lookback_igg_days,
             liver_tests=self.lookback_liver_tests_days,
         )
-        return Policy(self.fev1_window, lookbacks, (low, high))
+        return Policy(self.fev1_window, lookbacks, (low, high), self.reminders)
 
     @classmethod
     def load(
@@ -168,10 +187,10 @@ class Settings:
         if path:
             with open(path, "rb") as handle:
                 values.update(tomllib.load(handle))
-        for field in fields(cls):
-            raw = environ.get(ENV_PREFIX + field.name.upper())
+        for setting in fields(cls):
+            raw = environ.get(ENV_PREFIX + setting.name.upper())
             if raw is not None:
-                values[field.name] = raw
+                values[setting.name] = raw
         return cls().with_values(values)
 
     def with_values(self, values: Mapping[str, Any]) -> Settings:
@@ -189,6 +208,8 @@ def _parse(name: str, value: Any, default: Any) -> Any:
     try:
         if name == "trusted_clients":
             return _trusted_clients(value)
+        if isinstance(default, Mapping):
+            return _snooze_days(value, default)
         if isinstance(default, bool):
             return _parse_bool(value)
         if isinstance(default, tuple):
@@ -202,6 +223,21 @@ def _parse(name: str, value: Any, default: Any) -> Any:
         return str(value)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{name}: cannot read {value!r} ({error})") from None
+
+
+def _snooze_days(value: Any, default: Mapping[str, int]) -> dict[str, int]:
+    """A JSON object (environment) or a table (TOML) of topic -> days, over the defaults."""
+    given = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(given, Mapping):
+        raise ValueError("expected a table of topic = days")
+    known = set(topics()) | {"default"}
+    unknown = set(given) - known
+    if unknown:
+        raise ValueError(f"unknown topic(s): {', '.join(sorted(unknown))}")
+    days = {str(k): int(v) for k, v in given.items()}
+    if any(v < 0 for v in days.values()):
+        raise ValueError("days cannot be negative")
+    return {**default, **days}
 
 
 def _trusted_clients(value: Any) -> tuple[TrustedClient, ...]:

@@ -22,6 +22,10 @@ def issued_cards(
             hook_instance=hook_instance,
             patient_key=patient_key,
             issued_at=now,
+            item_topics=tuple(
+                item["topic"]
+                for item in card.get("extension", {}).get("urn:alpha1-cds:checklist", [])
+            ),
         )
         for card in response["cards"]
     ]

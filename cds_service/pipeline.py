@@ -36,15 +36,17 @@ def evaluate(
     as_of: date | None = None,
     incomplete: Iterable[str] = (),
     drafts: Mapping[str, bool] | None = None,
+    hidden: frozenset[str] = frozenset(),
 ) -> Evaluation:
-    """``drafts``: the hook's draft orders (``MedicationRequest/x``), True when under review."""
+    """``drafts``: the hook's draft orders (``MedicationRequest/x``), True when under review;
+    ``hidden``: topics a clinician overrode for this patient, within their period."""
     policy = policy or Policy()
     timings: dict[str, float] = {}
     started = time.perf_counter()
     facts = map_patient(resources, as_of or today(), incomplete, policy.lookbacks, drafts)
     timings["map"] = elapsed_ms(started)
     started = time.perf_counter()
-    recommendations = hooks.evaluate(hook, facts, policy)
+    recommendations = hooks.evaluate(hook, facts, policy, hidden)
     timings["rules"] = elapsed_ms(started)
     started = time.perf_counter()
     response = render_response(recommendations, patient_id, _by_reference(resources))

@@ -57,6 +57,11 @@ def invoke(service_id: str) -> Response:
     patient_id = context["patientId"]
     check_patient(gathered, patient_id)
     drafts, review = draft_orders(context.get("draftOrders"), context.get("selections"))
+    store = runtime().store
+    patient_key = store.patient_key(patient_id)
+    looked_up = time.perf_counter()
+    hidden = store.hidden_topics(patient_key)
+    overrides_ms = elapsed_ms(looked_up)
     result = evaluate(
         service.hook,
         [*drafts, *gathered.resources],  # drafts first: they win over a stored copy
@@ -64,12 +69,14 @@ def invoke(service_id: str) -> Response:
         runtime().policy,
         incomplete=gathered.incomplete,
         drafts=review,
+        hidden=hidden,
     )
     auth_ms = g.get("auth_ms")
     timings = {
         **({"auth": auth_ms} if auth_ms is not None else {}),
         "parse": parse_ms,
         "gather": round(gather_ms, 3),
+        "overrides": overrides_ms,
         **result.timings,
     }
     logs.event(
@@ -83,12 +90,7 @@ def invoke(service_id: str) -> Response:
         ms=elapsed_ms(started),
         timings=timings,
     )
-    store = runtime().store
-    store.log_issued(
-        issued_cards(
-            result.response, service.id, body["hookInstance"], store.patient_key(patient_id)
-        )
-    )
+    store.log_issued(issued_cards(result.response, service.id, body["hookInstance"], patient_key))
     server_timing = ", ".join(f"{name};dur={ms}" for name, ms in timings.items())
     return json_response(result.response, headers={"Server-Timing": server_timing})
 

@@ -17,10 +17,12 @@ import hmac
 import json
 import logging
 import queue
+import secrets
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -62,11 +64,42 @@ FEEDBACK = sa.Table(
 )
 sa.Index("alpha1_feedback_card", FEEDBACK.c.card_uuid)
 sa.Index("alpha1_cards_issued_at", CARDS.c.issued_at)
+# A topic a clinician overrode for a patient (keyed hash), hidden until ``until``.
+SNOOZES = sa.Table(
+    "alpha1_snoozes",
+    METADATA,
+    sa.Column("patient_key", sa.String(64), nullable=False),
+    sa.Column("topic", sa.String(100), nullable=False),
+    sa.Column("until", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("card_uuid", sa.String(64), nullable=False),
+    sa.UniqueConstraint("patient_key", "topic", "card_uuid", name="alpha1_snooze_once"),
+)
+sa.Index("alpha1_snoozes_patient", SNOOZES.c.patient_key, SNOOZES.c.until)
+# Secrets the service makes for itself: the patient-hash key when none is configured, so
+# that every instance sharing the database hashes alike.
+SECRETS = sa.Table(
+    "alpha1_secrets",
+    METADATA,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(128), nullable=False),
+)
+
+
+def _add_item_topics(connection: sa.Connection) -> None:
+    """The reminders of a checklist card, so that overriding it hides each of them."""
+    columns = {c["name"] for c in sa.inspect(connection).get_columns(CARDS.name)}
+    if "item_topics" not in columns:
+        connection.execute(sa.text(f"ALTER TABLE {CARDS.name} ADD COLUMN item_topics TEXT"))
+
 
 # Numbered migrations: each runs once, in order, in its own transaction. Add, never edit.
-MIGRATIONS: list[tuple[int, Sequence[sa.Table]]] = [
-    (1, (CARDS, FEEDBACK)),
+Migration = Sequence[sa.Table] | Callable[[sa.Connection], None]
+MIGRATIONS: list[tuple[int, Sequence[Migration]]] = [
+    (1, ((CARDS, FEEDBACK),)),
+    (2, ((SNOOZES, SECRETS), _add_item_topics)),
 ]
+ITEM_TOPICS = sa.Column("item_topics", sa.Text)
+CARDS.append_column(ITEM_TOPICS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +112,7 @@ class IssuedCard:
     hook_instance: str
     patient_key: str | None
     issued_at: datetime
+    item_topics: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,22 +133,115 @@ class Stored:
 
 
 class Store:
-    def __init__(self, url: str, patient_hash_key: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        patient_hash_key: str | None = None,
+        snooze_days: Mapping[str, int] | None = None,
+    ) -> None:
         self.engine = _engine(url)
-        self._key = patient_hash_key.encode() if patient_hash_key else None
         migrate(self.engine)
+        self._key = (patient_hash_key or self._generated_key()).encode()
+        self.snooze_days = dict(snooze_days or {})
+        self._snoozes: dict[str, dict[str, datetime]] = {}
+        self._snoozes_loaded = float("-inf")
+        self._snoozes_lock = threading.Lock()
         self._queue: queue.Queue[IssuedCard | threading.Event] = queue.Queue(maxsize=10_000)
         self._writer = threading.Thread(target=self._write_issued, name="card-log", daemon=True)
         self._writer.start()
         atexit.register(self.close)
 
+    def _generated_key(self) -> str:
+        """The patient-hash key made at first start and kept in the database, so that it
+        works out of the box and every instance sharing the database hashes alike."""
+        made = secrets.token_hex(32)
+        with self.engine.begin() as connection:
+            insert = _insert_ignoring_duplicates(self.engine, SECRETS)
+            connection.execute(insert, [{"name": "patient_hash_key", "value": made}])
+            stored = connection.scalar(
+                sa.select(SECRETS.c.value).where(SECRETS.c.name == "patient_hash_key")
+            )
+        return str(stored)
+
     # --- issued cards: queued, written in the background -----------------------------------
 
-    def patient_key(self, patient_id: str) -> str | None:
-        """A keyed hash of the patient id (never the id itself), or None without a key."""
-        if self._key is None:
-            return None
+    def patient_key(self, patient_id: str) -> str:
+        """A keyed hash of the patient id (HMAC-SHA256): never the id itself."""
         return hmac.new(self._key, patient_id.encode(), hashlib.sha256).hexdigest()
+
+    # --- overrides honoured: topics hidden per patient for a period -------------------------
+
+    def hidden_topics(self, patient_key: str, now: datetime | None = None) -> frozenset[str]:
+        """Topics a clinician overrode for this patient, still within their period.
+
+        Read from an in-process snapshot of the active snoozes (a dictionary lookup on the
+        hook path), reloaded from the database at most every ``SNOOZE_REFRESH_SECONDS`` and
+        updated at once by the feedback this process stores: another worker or instance
+        sees an override within that time. A store fault keeps the last snapshot and is
+        logged: an override is a convenience, a card is safety."""
+        now = now or datetime.now(UTC)
+        snapshot = self._snoozes_now()
+        return frozenset(
+            topic for topic, until in snapshot.get(patient_key, {}).items() if until > now
+        )
+
+    def _snoozes_now(self) -> dict[str, dict[str, datetime]]:
+        if time.monotonic() - self._snoozes_loaded < SNOOZE_REFRESH_SECONDS:
+            return self._snoozes
+        with self._snoozes_lock:
+            if time.monotonic() - self._snoozes_loaded >= SNOOZE_REFRESH_SECONDS:
+                self._reload_snoozes()
+        return self._snoozes
+
+    def _reload_snoozes(self) -> None:
+        now = datetime.now(UTC)
+        query = sa.select(SNOOZES.c.patient_key, SNOOZES.c.topic, SNOOZES.c.until).where(
+            SNOOZES.c.until > now
+        )
+        try:
+            with self.engine.connect() as connection:
+                rows = connection.execute(query).all()
+        except sa.exc.SQLAlchemyError as error:
+            logs.event("snooze-read-failed", logging.ERROR, error=type(error).__name__)
+            self._snoozes_loaded = time.monotonic()  # retried after the refresh period
+            return
+        snapshot: dict[str, dict[str, datetime]] = {}
+        for patient_key, topic, until in rows:
+            _remember(snapshot, patient_key, topic, _aware(until))
+        self._snoozes = snapshot
+        self._snoozes_loaded = time.monotonic()
+
+    def _snooze(
+        self, connection: sa.Connection, entries: Sequence[FeedbackEntry], now: datetime
+    ) -> list[dict[str, Any]]:
+        """Feedback 'overridden' on a card hides its topic (a checklist: each of its items)
+        for the patient it was issued for, for the topic's period (0: never hidden)."""
+        overridden = {e.card_uuid for e in entries if e.outcome == "overridden"}
+        if not overridden:
+            return []
+        issued = connection.execute(
+            sa.select(
+                CARDS.c.card_uuid, CARDS.c.topic, CARDS.c.item_topics, CARDS.c.patient_key
+            ).where(CARDS.c.card_uuid.in_(overridden))
+        ).all()
+        rows = []
+        for card_uuid, topic, item_topics, patient_key in issued:
+            if patient_key is None:
+                continue
+            for hidden in json.loads(item_topics) if item_topics else [topic]:
+                days = self.snooze_days.get(hidden, self.snooze_days.get("default", 0))
+                if days > 0:
+                    rows.append(
+                        {
+                            "patient_key": patient_key,
+                            "topic": hidden,
+                            "until": now + timedelta(days=days),
+                            "card_uuid": card_uuid,
+                        }
+                    )
+        if rows:
+            connection.execute(_insert_ignoring_duplicates(self.engine, SNOOZES), rows)
+        return rows
 
     def log_issued(self, cards: Iterable[IssuedCard]) -> None:
         for card in cards:
@@ -158,6 +285,7 @@ class Store:
                 "hook_instance": c.hook_instance,
                 "patient_key": c.patient_key,
                 "issued_at": c.issued_at,
+                "item_topics": json.dumps(list(c.item_topics)) if c.item_topics else None,
             }
             for c in cards
         ]
@@ -188,15 +316,35 @@ class Store:
             for e in entries
         ]
         uuids = {e.card_uuid for e in entries}
+        if not self._queue.empty():
+            self.flush(timeout=2.0)  # a card issued moments ago is known, not "unknown"
         # RETURNING yields only the rows inserted: duplicates are skipped, not counted.
         insert = _insert_ignoring_duplicates(self.engine, FEEDBACK).returning(FEEDBACK.c.id)
         with self.engine.begin() as connection:
             new = len(connection.execute(insert, rows).all())
-
+            snoozed = self._snooze(connection, entries, now)
             known = set(
                 connection.scalars(sa.select(CARDS.c.card_uuid).where(CARDS.c.card_uuid.in_(uuids)))
             )
+        with self._snoozes_lock:  # committed: this process sees it at once
+            for row in snoozed:
+                _remember(self._snoozes, row["patient_key"], row["topic"], row["until"])
         return Stored(new=new, unknown_cards=tuple(sorted(uuids - known)))
+
+
+SNOOZE_REFRESH_SECONDS = 30.0
+
+
+def _remember(
+    snapshot: dict[str, dict[str, datetime]], patient_key: str, topic: str, until: datetime
+) -> None:
+    topics = snapshot.setdefault(patient_key, {})
+    topics[topic] = max(until, topics.get(topic, until))
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite returns naive datetimes for what was stored in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _engine(url: str) -> sa.Engine:
@@ -224,11 +372,15 @@ def migrate(engine: sa.Engine) -> int:
     with engine.begin() as connection:
         SCHEMA_VERSION.create(connection, checkfirst=True)
         current = connection.scalar(sa.select(sa.func.max(SCHEMA_VERSION.c.version))) or 0
-        for version, tables in MIGRATIONS:
+        for version, steps in MIGRATIONS:
             if version <= current:
                 continue
-            for table in tables:
-                table.create(connection, checkfirst=True)
+            for step in steps:
+                if callable(step):
+                    step(connection)
+                else:
+                    for table in step:
+                        table.create(connection, checkfirst=True)
             connection.execute(SCHEMA_VERSION.insert().values(version=version))
             current = version
     return current

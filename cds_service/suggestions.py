@@ -32,6 +32,7 @@ from hooks import (
 
 Resources = Mapping[str, Mapping[str, Any]]  # "Type/id" -> resource as received
 A1PI_TEXT = "Alpha-1 proteinase inhibitor (human): Prolastin-C, Aralast NP, Zemaira or Glassia"
+NDC = "http://hl7.org/fhir/sid/ndc"
 
 
 def suggestion(
@@ -144,39 +145,61 @@ def _lab_order(action: OrderTest, patient_id: str, reason: str) -> dict[str, Any
 
 
 def _service_order(action: OrderService, patient_id: str, reason: str) -> dict[str, Any]:
-    """Procedures and referrals without a verified code: described in words (code.text)."""
-    return _service_request({"text": action.text}, patient_id, reason)
+    """Procedures and referrals: coded where order_codes.json holds a verified code, else
+    described in words (code.text; the data file says why there is no code)."""
+    code: dict[str, Any] = {"text": action.text}
+    concept = terminology.order_codes().concepts.get(action.key)
+    if concept is not None:
+        code["coding"] = [_coding(concept.codes[0])]
+    return _service_request(code, patient_id, reason)
 
 
-def _weekly_dose(dose_mg: float) -> dict[str, Any]:
+def _weekly_dose(dose_mg: float, rate_ml_per_kg_min: float | None = None) -> dict[str, Any]:
+    """60 mg/kg IV once weekly, with the product's labelled infusion rate when known."""
+    dose_and_rate: dict[str, Any] = {
+        "doseQuantity": {
+            "value": round(dose_mg),
+            "unit": "mg",
+            "system": terminology.UCUM,
+            "code": "mg",
+        }
+    }
+    rate = "at the labelled rate"
+    if rate_ml_per_kg_min is not None:
+        dose_and_rate["rateQuantity"] = {
+            "value": rate_ml_per_kg_min,
+            "unit": "mL/kg/min",
+            "system": terminology.UCUM,
+            "code": "mL/kg/min",
+        }
+        rate = f"at {rate_ml_per_kg_min:g} mL/kg/min"
     return {
-        "text": f"{dose_mg:,.0f} mg (60 mg/kg) IV once weekly",
+        "text": f"{dose_mg:,.0f} mg (60 mg/kg) IV once weekly, {rate}",
         "route": {"coding": [_order_code("intravenous")]},
         "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "wk"}},
-        "doseAndRate": [
-            {
-                "doseQuantity": {
-                    "value": round(dose_mg),
-                    "unit": "mg",
-                    "system": terminology.UCUM,
-                    "code": "mg",
-                }
-            }
-        ],
+        "doseAndRate": [dose_and_rate],
     }
 
 
 def _augmentation(action: PrescribeAugmentation, patient_id: str, reason: str) -> dict[str, Any]:
+    """One labelled product, by its NDC product code, at 60 mg/kg and its labelled rate."""
+    product = action.product
+    medication: dict[str, Any] = {"text": A1PI_TEXT}
+    rate = None
+    if product is not None:
+        ndc = {"system": NDC, "code": product.ndc, "display": product.display}
+        medication = {"coding": [ndc], "text": product.display}
+        rate = product.rate_ml_per_kg_min
     return _built(
         MedicationRequest,
         {
             "resourceType": "MedicationRequest",
             "status": "draft",
             "intent": "proposal",
-            "medicationCodeableConcept": {"text": A1PI_TEXT},
+            "medicationCodeableConcept": medication,
             "subject": {"reference": f"Patient/{patient_id}"},
             "reasonCode": [{"text": reason}],
-            "dosageInstruction": [_weekly_dose(action.dose_mg)],
+            "dosageInstruction": [_weekly_dose(action.dose_mg, rate)],
             "note": [{"text": f"Dose from the latest weight, {action.weight_kg:g} kg."}],
         },
     )

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from fhir_mappings import PatientFacts
 
-from . import diagnosis, monitoring, smoking
+from . import checklist, diagnosis, monitoring, smoking
 from .a1pi import dose as a1pi_dose
 from .a1pi import orders as a1pi_orders
 from .a1pi import patient_view as a1pi
@@ -85,6 +85,8 @@ SUPPRESSED_BY: dict[str, frozenset[str]] = {
     "augmentation-dose-check": frozenset(
         {"augmentation-discontinue", "augmentation-contraindicated", "augmentation-not-indicated"}
     ),
+    # "Not indicated" waits for the step that settles the alleles.
+    "augmentation-not-indicated": frozenset({"genotype-recommended", "results-discordant"}),
     "spirometry-due": frozenset({"augmentation-workup-incomplete"}),
     "smoking-status-unknown": frozenset({"augmentation-workup-incomplete"}),
 }
@@ -94,24 +96,36 @@ SUPPRESSED_BY: dict[str, frozenset[str]] = {
 AFTER_DEATH: tuple[Rule, ...] = (diagnosis.family_testing,)
 
 
-def evaluate(hook: str, facts: PatientFacts, policy: Policy | None = None) -> list[Recommendation]:
+def evaluate(
+    hook: str,
+    facts: PatientFacts,
+    policy: Policy | None = None,
+    hidden: frozenset[str] = frozenset(),
+) -> list[Recommendation]:
     """Run the rules of ``hook``: at most one recommendation per topic, none contradicting.
 
     For a deceased patient every patient-directed card is withheld (DESIGN, "Deceased
-    patients"); family testing remains, with the death noted on it.
+    patients"); family testing remains, with the death noted on it. ``hidden`` topics
+    (overridden by a clinician for this patient, still within their period) are left out.
+    At patient-view the reminders become one care-checklist card unless the policy says
+    ``reminders = "cards"``.
     """
-    ctx = Context(facts, policy or Policy())
+    policy = policy or Policy()
+    ctx = Context(facts, policy)
     found: dict[str, Recommendation] = {}
     rules = RULES[hook] if facts.deceased is None else AFTER_DEATH
     for rule in rules:
         recommendation = rule(ctx)
         if recommendation is not None and recommendation.topic not in found:
             found[recommendation.topic] = recommendation
-    return [
+    shown = [
         rec
         for topic, rec in found.items()
-        if not SUPPRESSED_BY.get(topic, frozenset()) & found.keys()
+        if not SUPPRESSED_BY.get(topic, frozenset()) & found.keys() and topic not in hidden
     ]
+    if hook == "patient-view" and policy.reminders == "checklist":
+        return checklist.gather(shown)
+    return shown
 
 
 __all__ = [

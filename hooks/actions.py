@@ -5,10 +5,13 @@ Their words are in ``words/actions.json``; ``cds_service`` turns each into a FHI
 
 from __future__ import annotations
 
+from functools import cache
+
 from fhir_mappings import MedicationOrder
 
-from .knowledge import Words
+from .knowledge import Words, read_json
 from .recommendation import (
+    A1piProduct,
     CorrectDose,
     OrderService,
     OrderTest,
@@ -21,7 +24,7 @@ ACTIONS = Words("hooks", "words", "actions.json")
 
 
 def _service(key: str, kind: str = "procedure") -> OrderService:
-    return OrderService(ACTIONS(f"{key}.text"), ACTIONS(f"{key}.label"), kind)
+    return OrderService(ACTIONS(f"{key}.text"), ACTIONS(f"{key}.label"), kind, key)
 
 
 def _test(concept: str, key: str) -> OrderTest:
@@ -29,6 +32,8 @@ def _test(concept: str, key: str) -> OrderTest:
 
 
 SPIROMETRY = _service("spirometry")
+GENETIC_COUNSELLING = _service("genetic_counselling", "referral")
+SMOKING_CESSATION = _service("smoking_cessation", "referral")
 LIVER_TESTS = _service("liver")
 ANTI_IGA_TEST = _service("anti_iga")
 WEIGHT = _service("weight")
@@ -44,8 +49,36 @@ IGG_TROUGH = _test("igg", "igg_trough")
 IGA_LEVEL = _test("iga", "iga")
 
 
-def prescribe_a1pi(dose_mg: float, weight_kg: float) -> PrescribeAugmentation:
-    return PrescribeAugmentation(dose_mg, weight_kg, ACTIONS("prescribe_a1pi", dose=dose_mg))
+@cache
+def a1pi_products() -> tuple[A1piProduct, ...]:
+    """The labelled products, from data/a1pi_products.json."""
+    return tuple(
+        A1piProduct(key, e["display"], e["ndc"], e["rate_ml_per_kg_min"])
+        for key, e in read_json("data", "a1pi_products.json").items()
+    )
+
+
+def vaccinate(vaccine: str) -> OrderService:
+    """A vaccine due, by name: the product (and its CVX code) is chosen when it is given."""
+    return OrderService(
+        ACTIONS("vaccinate.text", vaccine=vaccine),
+        ACTIONS("vaccinate.label", vaccine=vaccine),
+        "procedure",
+        "vaccinate",
+    )
+
+
+def prescribe_a1pi(dose_mg: float, weight_kg: float) -> tuple[PrescribeAugmentation, ...]:
+    """One order per labelled product: the clinician picks the product the payer covers."""
+    return tuple(
+        PrescribeAugmentation(
+            dose_mg,
+            weight_kg,
+            ACTIONS("prescribe_a1pi", product=product.display, dose=dose_mg),
+            product,
+        )
+        for product in a1pi_products()
+    )
 
 
 def correct_a1pi_dose(order: MedicationOrder, dose_mg: float) -> tuple[CorrectDose, ...]:

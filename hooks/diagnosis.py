@@ -191,11 +191,18 @@ def results_discordant(ctx: Context) -> Recommendation | None:
 
 
 def family_testing(ctx: Context) -> Recommendation | None:
-    """When: an abnormal allele was found (CK row 19; A1F 2016). Then: genetic counselling
-    and testing for first-degree relatives and the wider family."""
+    """When: an abnormal allele was found (CK row 19; A1F 2016) and no relative's AATD
+    result is documented (FamilyMemberHistory). Then: genetic counselling and testing for
+    first-degree relatives and the wider family."""
     facts = ctx.facts
     if not a.abnormal_allele(facts) or facts.genotype is None:
         return None
+    relatives = [
+        *facts.family_history.get("aatd", []),
+        *facts.family_history.get("aatd_carrier", []),
+    ]
+    if relatives and facts.deceased is None:
+        return None  # relatives' AATD results are on record: the cascade has started
     death = Reason(WORDS("family.deceased", when=facts.deceased)) if facts.deceased else None
     return Recommendation(
         topic="family-testing",
@@ -203,4 +210,5 @@ def family_testing(ctx: Context) -> Recommendation | None:
         advice=WORDS("family.advice"),
         evidence=statements("a1f-2016.family"),
         reasons=reasons(genotype_reason(facts), death),
+        actions=(actions.GENETIC_COUNSELLING,),
     )

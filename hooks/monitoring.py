@@ -99,4 +99,5 @@ def vaccinations_due(ctx: Context) -> Recommendation | None:
             genotype_reason(facts), Reason(WORDS("vaccines.none_of", due=", ".join(names)))
         ),
         missing=tuple(WORDS("vaccines.missing", vaccine=name) for name in names),
+        actions=tuple(actions.vaccinate(name) for name in names),
     )

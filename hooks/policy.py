@@ -39,6 +39,9 @@ def fev1_windows() -> dict[str, Fev1Window]:
 
 
 DEFAULT_FEV1_WINDOW = "a1f-2016"
+# Reminders at patient-view: one care-checklist card (default) or a card per reminder, for
+# EHRs that persist overrides per topic.
+REMINDER_STYLES = ("checklist", "cards")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +51,13 @@ class Policy:
     aat_grey_zone_mg_dl: tuple[float, float] = field(
         default_factory=lambda: constants().grey_zone_mg_dl
     )
+    reminders: str = REMINDER_STYLES[0]
 
     def __post_init__(self) -> None:
         if self.fev1_window not in fev1_windows():
             raise ValueError(f"fev1_window must be one of {', '.join(fev1_windows())}")
+        if self.reminders not in REMINDER_STYLES:
+            raise ValueError(f"reminders must be one of {', '.join(REMINDER_STYLES)}")
         low, high = self.aat_grey_zone_mg_dl
         if not 0 <= low < high:
             raise ValueError("aat_grey_zone_mg_dl must be two increasing values")

@@ -37,15 +37,29 @@ class OrderService:
     text: str
     label: str
     kind: str = "procedure"  # "procedure" | "referral"
+    # The orderable's name in fhir_mappings/data/order_codes.json (coded, or listed there as
+    # uncoded with the reason).
+    key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class A1piProduct:
+    """A labelled A1PI product: its NDC product code and labelled infusion rate."""
+
+    key: str
+    display: str
+    ndc: str
+    rate_ml_per_kg_min: float | None
 
 
 @dataclass(frozen=True, slots=True)
 class PrescribeAugmentation:
-    """Suggest A1PI at the labelled dose, computed from the latest weight."""
+    """Suggest one A1PI product at the labelled dose, computed from the latest weight."""
 
     dose_mg: float
     weight_kg: float
     label: str
+    product: A1piProduct | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +155,8 @@ class Recommendation:
     actions: tuple[SuggestedAction, ...] = ()
     indicator: str = field(default="")
     necessity: Necessity | None = None
+    # For the care checklist: the reminders it gathers, each a recommendation of its own.
+    items: tuple[Recommendation, ...] = ()
 
     def __post_init__(self) -> None:
         topic = topics().get(self.topic)

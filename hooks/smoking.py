@@ -7,6 +7,7 @@ smoking), Molloy 2014 (MZ risk in smokers), US Core (smoking status).
 
 from __future__ import annotations
 
+from . import actions
 from . import assessment as a
 from .assessment import SmokingState
 from .context import Context
@@ -39,6 +40,7 @@ def smoking_cessation(ctx: Context) -> Recommendation | None:
         advice=advice,
         evidence=statements(CESSATION, "mz-copd-2014.smokers"),
         reasons=reasons(genotype_reason(facts), ctx.smoking.reason),
+        actions=(actions.SMOKING_CESSATION,),
     )
 
 

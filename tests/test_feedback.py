@@ -51,6 +51,9 @@ def client(app):
     return app.test_client()
 
 
+CHECKLIST = "aatd-care-checklist"
+
+
 def issue_cards(app, client, fixture: str = "seed-002-lung-transplant") -> list[dict]:
     response = client.post(
         "/cds-services/aatd-patient-view", json=hook_request(load_bundle(fixture))
@@ -211,14 +214,17 @@ def test_migrations_are_versioned_and_rerunnable(app):
 
 @pytest.fixture
 def seeded(app, client):
-    """Eight cards from two patients; four answered."""
-    cards = issue_cards(app, client) + issue_cards(app, client, "seed-000-zz-emphysema")
-    by_topic = {card["source"]["topic"]["code"]: card for card in cards}
+    """Cards from two patients (each with a care checklist); four answered."""
+    seed_002 = issue_cards(app, client)
+    seed_000 = issue_cards(app, client, "seed-000-zz-emphysema")
+    by_topic = {card["source"]["topic"]["code"]: card for card in seed_002 + seed_000}
+    checklists = [c for c in seed_002 + seed_000 if c["source"]["topic"]["code"] == CHECKLIST]
+    assert len(checklists) == 2
     feedback = [
         accepted(by_topic["augmentation-candidate"]),
-        accepted(by_topic["immunoglobulin-replacement-indicated"]),
-        overridden(by_topic["vaccinations-due"]),
-        overridden(by_topic["family-testing"], "not-applicable", "Does not apply to this patient"),
+        accepted(by_topic["immunoglobulin-trough-low"]),
+        overridden(checklists[0]),
+        overridden(checklists[1], "not-applicable", "Does not apply to this patient"),
     ]
     client.post(FEEDBACK_URL, json={"feedback": feedback})
     return app
@@ -229,8 +235,8 @@ def test_report_counts_rates_and_reasons(seeded):
     by_topic = {(row.topic, row.indicator): row for row in built.rows}
     candidate = by_topic[("augmentation-candidate", "info")]
     assert (candidate.issued, candidate.accepted, candidate.acceptance_rate) == (1, 1, 1.0)
-    vaccines = by_topic[("vaccinations-due", "info")]
-    assert (vaccines.issued, vaccines.overridden, vaccines.override_rate) == (2, 1, 0.5)
+    checklist = by_topic[(CHECKLIST, "info")]
+    assert (checklist.issued, checklist.overridden, checklist.override_rate) == (2, 2, 1.0)
     assert dict(built.reasons) == {"Already addressed": 1, "Does not apply to this patient": 1}
     assert built.never_answered == sum(row.issued for row in built.rows) - 4
 
@@ -258,8 +264,8 @@ def test_html_report_shows_the_rates_and_reasons(seeded, tmp_path):
     parser = _Text()
     parser.feed(page)
     cells = parser.cells
-    row = cells.index("vaccinations-due")
-    assert cells[row + 1 : row + 6] == ["info", "2", "0%", "50%", "1"]
+    row = cells.index("augmentation-candidate")
+    assert cells[row + 1 : row + 6] == ["info", "1", "100%", "0%", "0"]
     assert "Already addressed: 1" in cells
     assert "Does not apply to this patient: 1" in cells
 

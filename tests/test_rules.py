@@ -33,7 +33,11 @@ AUGMENTATION = "augmentation-"
 
 
 def topics_of(recommendations: list[Recommendation]) -> dict[str, Recommendation]:
-    return {r.topic: r for r in recommendations}
+    """Topic -> recommendation, the care checklist's items included."""
+    found = {r.topic: r for r in recommendations}
+    for r in recommendations:
+        found |= {item.topic: item for item in r.items}
+    return found
 
 
 # --- the rule table, in process ---------------------------------------------------------

@@ -62,8 +62,19 @@ def augmentation(ctx: Context) -> Recommendation | None:
     for step in (_contraindicated, _transplant, _child, _deficiency):
         decided, recommendation = step(ctx, on)
         if decided:
-            return recommendation
-    return _severe(ctx, on)
+            return _asked(ctx, on, recommendation)
+    return _asked(ctx, on, _severe(ctx, on))
+
+
+def _asked(
+    ctx: Context, on: list[MedicationOrder], recommendation: Recommendation | None
+) -> Recommendation | None:
+    """A "not indicated" card only where the question can arise: therapy active, or
+    obstructive lung disease, emphysema or bronchiectasis on record (DESIGN: a card is shown
+    only when it asks for or stops something)."""
+    if recommendation is None or recommendation.topic != "augmentation-not-indicated":
+        return recommendation
+    return recommendation if on or a.lung_disease(ctx.facts) else None
 
 
 Step = tuple[bool, Recommendation | None]
@@ -209,8 +220,6 @@ def _deficiency(ctx: Context, on: list[MedicationOrder]) -> Step:
             )
     if on:
         return True, _unestablished(ctx, on)
-    if not (a.lung_disease(facts) or facts.has_condition("aatd")):
-        return True, None
     genotype = facts.genotype
     label = (
         WORDS("not_severe.genotype", label=genotype.label)
@@ -350,7 +359,7 @@ def _candidate(ctx: Context, base: tuple[Reason, ...]) -> Recommendation:
     found: tuple[SuggestedAction, ...] = (
         (actions.AATD_SPECIALIST,)
         if discuss
-        else (actions.prescribe_a1pi(dose_mg, weight.value), actions.AATD_SPECIALIST)
+        else (*actions.prescribe_a1pi(dose_mg, weight.value), actions.AATD_SPECIALIST)
     )
     evidence = (A1F, CTS, LABELS) if policy.fev1_window == "a1f-2016" else (CTS, A1F, LABELS)
     return _card(

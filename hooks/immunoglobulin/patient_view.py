@@ -11,38 +11,37 @@ from .criteria import AAAAI, ONTARIO, WORDS
 
 
 def replacement_indicated(ctx: Context) -> Recommendation | None:
-    """When: the latest IgG meets an AAAAI 2022 criterion (CK rows 32-33).
-    Then: refer to immunology (a warning when IgG is severely low and untreated), or, on
-    replacement, say it is supported."""
+    """When: the latest IgG meets an AAAAI 2022 criterion (CK rows 32-33) and the patient is
+    not on replacement. Then: refer to immunology (a warning when IgG is severely low).
+    Not repeated for a patient already on replacement (the trough rule follows them)."""
     ig = ctx.immunoglobulin
     if ig.latest is None or not ig.latest.judgement.met or ig.latest_igg is None:
         return None
-    on = list(ig.on_replacement)
-    untreated_severe = not on and ig.latest_igg.below(thresholds().igg_severe_mg_dl) is True
-    key = "indicated_on" if on else "indicated_off"
+    if ig.on_replacement:
+        return None
+    untreated_severe = ig.latest_igg.below(thresholds().igg_severe_mg_dl) is True
     return Recommendation(
         topic="immunoglobulin-replacement-indicated",
-        summary=WORDS(f"{key}.summary"),
+        summary=WORDS("indicated.summary"),
         advice=WORDS("indicated.advice"),
         evidence=statements(AAAAI, ONTARIO),
-        reasons=(*ig.latest.reasons, *order_reasons(on)),
+        reasons=ig.latest.reasons,
         missing=ig.latest.missing,
         indicator="warning" if untreated_severe else "",
-        actions=() if on else (actions.IMMUNOLOGY,),
+        actions=(actions.IMMUNOLOGY,),
     )
 
 
 def replacement_not_indicated(ctx: Context) -> Recommendation | None:
-    """When: IgG below the low threshold without an AAAAI criterion, or replacement whose
-    baseline IgG met none (CK row 34). Then: not routinely indicated; monitor, vaccinate."""
+    """When: on replacement whose baseline IgG met no AAAAI 2022 criterion (CK row 34).
+    Then: review the indication. Low IgG without replacement stops nothing and asks for
+    nothing, so it is not a chart-open card (the order hooks say it when one is ordered)."""
     ig = ctx.immunoglobulin
     on = list(ig.on_replacement)
-    judged = ig.baseline if on else ig.latest
-    if judged is None or not judged.judgement.not_met:  # unknown is not "not indicated"
+    judged = ig.baseline
+    if not on or judged is None or not judged.judgement.not_met:  # unknown is not "not"
         return None
-    if not on and ig.latest_igg and ig.latest_igg.value >= thresholds().igg_low_mg_dl:
-        return None
-    key = "not_indicated_on" if on else "not_indicated_off"
+    key = "not_indicated_on"
     return Recommendation(
         topic="immunoglobulin-replacement-not-indicated",
         summary=WORDS(f"{key}.summary"),

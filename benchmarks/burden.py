@@ -1,0 +1,112 @@
+"""Alert burden at chart-open: ``python -m benchmarks.burden [--reminders cards] [--json]``.
+
+Evaluates every fixture patient at patient-view (the same mapping, rules and rendering as
+the service) and prints the cards per chart-open (mean, max, distribution), how many of
+the reminders shown are gathered in the care checklist, and every suggestion whose
+resource carries no code (with the reason from fhir_mappings/data/order_codes.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import Counter
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from cds_service.pipeline import evaluate
+from fhir_mappings.fhirjson import bundle_resources
+from hooks import Policy
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "patients"
+AS_OF = date(2026, 11, 21)  # the fixtures' dates are relative to this day
+CHECKLIST = "urn:alpha1-cds:checklist"
+
+
+def chart_opens(reminders: str = "checklist") -> dict[str, list[dict[str, Any]]]:
+    """Fixture name -> the cards its chart-open shows."""
+    policy = replace(Policy(), reminders=reminders)
+    found = {}
+    for path in sorted(FIXTURES.glob("*.json")):
+        resources = list(bundle_resources(json.loads(path.read_text(encoding="utf-8"))))
+        patient = next(r["id"] for r in resources if r["resourceType"] == "Patient")
+        result = evaluate("patient-view", resources, patient, policy, as_of=AS_OF)
+        found[path.stem] = result.response["cards"]
+    return found
+
+
+def uncoded(card: dict[str, Any]) -> list[str]:
+    """Labels of the card's suggestions whose resource has no coding."""
+    labels = []
+    for suggestion in card.get("suggestions", []):
+        for action in suggestion["actions"]:
+            resource = action.get("resource") or {}
+            concept = resource.get("code") or resource.get("medicationCodeableConcept") or {}
+            if action["type"] == "create" and not concept.get("coding"):
+                labels.append(suggestion["label"])
+    return labels
+
+
+def measure(reminders: str = "checklist") -> dict[str, Any]:
+    opens = chart_opens(reminders)
+    counts = {name: len(cards) for name, cards in opens.items()}
+    items = sum(
+        len(card.get("extension", {}).get(CHECKLIST, []))
+        for cards in opens.values()
+        for card in cards
+    )
+    reminder_cards = sum(
+        1
+        for cards in opens.values()
+        for card in cards
+        if card["source"]["topic"]["code"]
+        in (
+            "spirometry-due",
+            "liver-monitoring",
+            "vaccinations-due",
+            "family-testing",
+            "smoking-status-unknown",
+        )
+    )
+    without_code = Counter(label for cards in opens.values() for c in cards for label in uncoded(c))
+    return {
+        "reminders": reminders,
+        "chart_opens": len(counts),
+        "cards": sum(counts.values()),
+        "mean": round(statistics.mean(counts.values()), 2),
+        "max": max(counts.values()),
+        "distribution": dict(sorted(Counter(counts.values()).items())),
+        "most": sorted(counts, key=counts.__getitem__, reverse=True)[:3],
+        "reminders_in_checklist": items,
+        "reminder_cards": reminder_cards,
+        "suggestions_without_code": dict(without_code.most_common()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reminders", choices=("checklist", "cards"), default="checklist")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    found = measure(args.reminders)
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return
+    print(f"alert burden over {found['chart_opens']} fixture chart-opens ({args.reminders}):")
+    print(f"  cards: {found['cards']}, mean {found['mean']}, max {found['max']}")
+    print(f"  cards per chart-open -> patients: {found['distribution']}")
+    print(f"  most cards: {', '.join(found['most'])}")
+    print(
+        f"  reminders: {found['reminders_in_checklist']} as checklist items, "
+        f"{found['reminder_cards']} as cards of their own"
+    )
+    print("  suggestions without a code (reasons in fhir_mappings/data/order_codes.json):")
+    for label, n in found["suggestions_without_code"].items():
+        print(f"    {n:4d}  {label}")
+
+
+if __name__ == "__main__":
+    main()

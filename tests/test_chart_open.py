@@ -1,0 +1,238 @@
+"""Chart-open (issue 13): few cards that each ask for something, one care checklist,
+overrides honoured per patient, suggestions a clinician can sign."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+
+import pytest
+
+from benchmarks.burden import measure
+from cds_service import create_app
+from hooks.actions import ACTIONS
+from hooks.checklist import REMINDERS
+
+from .conftest import TEST_SETTINGS, ConformanceClient
+from .support.builders import hook_request, load_bundle
+from .test_feedback import overridden
+
+CHECKLIST = "aatd-care-checklist"
+EXTENSION = "urn:alpha1-cds:checklist"
+PATIENT_VIEW = "/cds-services/aatd-patient-view"
+
+
+@pytest.fixture
+def app(tmp_path):
+    """A database of its own: overrides are remembered, and must not leak between tests."""
+    app = create_app({**TEST_SETTINGS, "database_url": f"sqlite:///{tmp_path}/cards.sqlite"})
+    app.test_client_class = ConformanceClient
+    return app
+
+
+def chart_open(client, fixture: str) -> list[dict]:
+    response = client.post(PATIENT_VIEW, json=hook_request(load_bundle(fixture)))
+    assert response.status_code == 200
+    return response.json["cards"]
+
+
+def by_topic(cards: list[dict]) -> dict[str, dict]:
+    return {card["source"]["topic"]["code"]: card for card in cards}
+
+
+# --- the checklist card -----------------------------------------------------------------------
+
+
+def test_reminders_are_items_of_one_checklist_card(client):
+    cards = by_topic(chart_open(client, "seed-000-zz-emphysema"))
+    assert not set(REMINDERS) & cards.keys()
+    checklist = cards[CHECKLIST]
+    items = checklist["extension"][EXTENSION]
+    assert [i["topic"] for i in items] == ["liver-monitoring", "vaccinations-due", "family-testing"]
+    assert checklist["summary"] == "Due: liver tests and 2 more"
+    assert checklist["detail"].startswith("**Due**\n- [ ] ")
+    # Every item's suggestions are the card's suggestions, listed by uuid.
+    listed = [uuid for item in items for uuid in item["suggestions"]]
+    assert listed == [s["uuid"] for s in checklist["suggestions"]]
+    assert all(item["suggestions"] for item in items)
+
+
+def test_reminders_cards_setting_gives_a_card_per_reminder():
+    app = create_app({**TEST_SETTINGS, "reminders": "cards"})
+    app.test_client_class = ConformanceClient
+    cards = by_topic(chart_open(app.test_client(), "seed-000-zz-emphysema"))
+    assert CHECKLIST not in cards
+    assert {"liver-monitoring", "vaccinations-due", "family-testing"} <= cards.keys()
+
+
+def test_no_checklist_when_nothing_is_due(client):
+    assert CHECKLIST not in by_topic(chart_open(client, "testing-copd-untested"))
+
+
+# --- only cards that ask for something ----------------------------------------------------------
+
+
+def test_not_indicated_only_where_the_question_arises(client):
+    assert "augmentation-not-indicated" not in by_topic(
+        chart_open(client, "not-indicated-zz-no-obstruction")
+    )
+    assert "augmentation-not-indicated" in by_topic(chart_open(client, "seed-001-ms-obstruction"))
+
+
+def test_replacement_indicated_is_not_repeated_for_a_patient_on_it(client):
+    assert "immunoglobulin-replacement-indicated" not in by_topic(
+        chart_open(client, "seed-002-lung-transplant")
+    )
+    assert "immunoglobulin-replacement-indicated" in by_topic(
+        chart_open(client, "immunoglobulin-severe-untreated")
+    )
+
+
+def test_family_testing_resolves_when_relatives_results_are_on_record(client):
+    bundle = load_bundle("seed-000-zz-emphysema")
+    bundle["entry"].append(
+        {
+            "resource": {
+                "resourceType": "FamilyMemberHistory",
+                "id": "seed-000-sister",
+                "status": "completed",
+                "patient": {"reference": "Patient/seed-000"},
+                "relationship": {"text": "sister"},
+                "condition": [
+                    {"code": {"coding": [{"system": "http://snomed.info/sct", "code": "47461006"}]}}
+                ],
+            }
+        }
+    )
+    response = client.post(PATIENT_VIEW, json=hook_request(bundle))
+    items = by_topic(response.json["cards"])[CHECKLIST]["extension"][EXTENSION]
+    assert "family-testing" not in [i["topic"] for i in items]
+
+
+def test_burden_over_the_bundled_fixtures():
+    found = measure()
+    assert found["max"] <= 3
+    assert found["reminder_cards"] == 0
+    assert found["mean"] < measure("cards")["mean"]
+
+
+# --- overrides honoured ---------------------------------------------------------------------------
+
+
+def test_an_overridden_checklist_hides_its_reminders_for_that_patient_only(app, client):
+    checklist = by_topic(chart_open(client, "seed-000-zz-emphysema"))[CHECKLIST]
+    app.extensions["alpha1_cds"].store.flush()
+    answer = client.post(f"{PATIENT_VIEW}/feedback", json={"feedback": [overridden(checklist)]})
+    assert answer.status_code == 200
+    again = by_topic(chart_open(client, "seed-000-zz-emphysema"))
+    assert CHECKLIST not in again  # liver, vaccines and family testing are snoozed
+    assert "augmentation-candidate" in again  # a decision not overridden stays
+    other = by_topic(chart_open(client, "candidate-zz-fev1-72"))
+    assert CHECKLIST in other  # another patient still sees them
+
+
+def test_a_snooze_expires(app, client):
+    checklist = by_topic(chart_open(client, "seed-000-zz-emphysema"))[CHECKLIST]
+    store = app.extensions["alpha1_cds"].store
+    store.flush()
+    client.post(f"{PATIENT_VIEW}/feedback", json={"feedback": [overridden(checklist)]})
+    key = store.patient_key("seed-000")
+    assert "family-testing" in store.hidden_topics(key)
+    in_100_days = datetime.now(UTC) + timedelta(days=100)
+    assert store.hidden_topics(key, in_100_days) == {"family-testing", "liver-monitoring"}
+    assert store.hidden_topics(key, datetime.now(UTC) + timedelta(days=400)) == frozenset()
+
+
+def test_a_contraindication_is_never_snoozed(app, client):
+    card = by_topic(chart_open(client, "contraindicated-anaphylaxis-on-a1pi"))[
+        "augmentation-contraindicated"
+    ]
+    app.extensions["alpha1_cds"].store.flush()
+    client.post(f"{PATIENT_VIEW}/feedback", json={"feedback": [overridden(card)]})
+    again = by_topic(chart_open(client, "contraindicated-anaphylaxis-on-a1pi"))
+    assert "augmentation-contraindicated" in again
+
+
+def test_no_patient_id_is_stored_in_clear(app, client):
+    chart_open(client, "seed-000-zz-emphysema")
+    store = app.extensions["alpha1_cds"].store
+    store.flush()
+    with store.engine.connect() as connection:
+        dump = "\n".join(connection.connection.driver_connection.iterdump())
+    assert "seed-000'" not in dump
+    assert "Patient/seed-000" not in dump
+
+
+# --- suggestions a clinician can sign -----------------------------------------------------------
+
+
+def test_a1pi_is_offered_per_product_with_its_ndc_and_rate(client):
+    candidate = by_topic(chart_open(client, "seed-000-zz-emphysema"))["augmentation-candidate"]
+    orders = [
+        s["actions"][0]["resource"]
+        for s in candidate["suggestions"]
+        if s["actions"][0]["resource"]["resourceType"] == "MedicationRequest"
+    ]
+    ndcs = {o["medicationCodeableConcept"]["coding"][0]["code"] for o in orders}
+    assert ndcs == {"13533-705", "0944-2815", "0053-7202", "0944-2884"}
+    glassia = next(o for o in orders if "Glassia" in o["medicationCodeableConcept"]["text"])
+    dose = glassia["dosageInstruction"][0]["doseAndRate"][0]
+    assert dose["doseQuantity"]["value"] == 4320
+    assert dose["rateQuantity"] == {
+        "value": 0.04,
+        "unit": "mL/kg/min",
+        "system": "http://unitsofmeasure.org",
+        "code": "mL/kg/min",
+    }
+    assert glassia["dosageInstruction"][0]["route"]["coding"][0]["code"] == "47625008"
+
+
+# A vaccine due is named by its group (the product is chosen when it is given).
+VACCINE = "Vaccination due:"
+
+
+def uncoded_texts() -> set[str]:
+    """The texts of orderables the data file lists as uncoded, each with its reason."""
+    data = resources.files("fhir_mappings").joinpath("data", "order_codes.json").read_text()
+    listed = json.loads(data)["_uncoded"]
+    assert all(reason.strip() for reason in listed.values())
+    return {ACTIONS(f"{key}.text") for key in listed if key != "vaccinate"}
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    [
+        "seed-000-zz-emphysema",
+        "seed-002-lung-transplant",
+        "advanced-zz-fev1-20",
+        "candidate-zz-current-smoker",
+        "discordant-mm-low-level",
+        "workup-zz-no-spirometry",
+    ],
+)
+def test_every_suggested_resource_is_coded_or_listed_as_uncoded(client, fixture):
+    allowed = uncoded_texts()
+    for card in chart_open(client, fixture):
+        for suggestion in card.get("suggestions", []):
+            for action in suggestion["actions"]:
+                resource = action.get("resource")
+                if action["type"] != "create":
+                    continue
+                concept = resource.get("code") or resource.get("medicationCodeableConcept")
+                if concept.get("coding"):
+                    continue
+                text = concept["text"]
+                assert text in allowed or text.startswith(VACCINE), text
+
+
+def test_spirometry_is_ordered_by_its_snomed_code(client):
+    cards = chart_open(client, "workup-zz-no-spirometry")
+    spirometry = [
+        s["actions"][0]["resource"]
+        for card in cards
+        for s in card.get("suggestions", [])
+        if s["label"] == "Order spirometry with DLCO"
+    ]
+    assert spirometry
+    assert spirometry[0]["code"]["coding"][0]["code"] == "127783003"
