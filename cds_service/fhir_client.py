@@ -20,6 +20,9 @@ import requests
 from fhir_mappings.fhirjson import as_dict, as_list, bundle_resources
 
 FAILED_SEVERITIES = frozenset({"error", "fatal"})
+# OperationOutcome issue codes that say the answer is not the whole answer.
+INCOMPLETE_CODES = frozenset({"incomplete", "too-costly", "throttled", "transient"})
+CUT_WORDS = ("truncat", "incomplete", "partial", "limit", "too many", "not all")
 NOT_FOUND = frozenset({404, 410})
 
 _local = threading.local()
@@ -41,12 +44,16 @@ class FetchError(Exception):
 class Fetched:
     resources: list[dict[str, Any]] = field(default_factory=list)
     pages: int = 0
-    truncated: bool = False
+    matches: int = 0
     notes: list[str] = field(default_factory=list)
 
 
 def bundle_outcomes(bundle: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(severity, text) of each OperationOutcome issue in a searchset's outcome entries."""
+    return [(severity, text) for severity, _, text in _outcome_issues(bundle)]
+
+
+def _outcome_issues(bundle: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     found = []
     for entry in as_list(bundle.get("entry")):
         entry = as_dict(entry)
@@ -55,8 +62,33 @@ def bundle_outcomes(bundle: Mapping[str, Any]) -> list[tuple[str, str]]:
         for issue in as_list(as_dict(entry.get("resource")).get("issue")):
             issue = as_dict(issue)
             text = issue.get("diagnostics") or as_dict(issue.get("details")).get("text") or ""
-            found.append((str(issue.get("severity", "error")), str(text)[:200]))
+            found.append(
+                (str(issue.get("severity", "error")), str(issue.get("code", "")), str(text)[:200])
+            )
     return found
+
+
+def unusable(bundle: Mapping[str, Any]) -> str | None:
+    """Why a searchset cannot stand for the whole answer, or None: an outcome saying it
+    failed or is incomplete (or a warning that results were cut), or a ``total`` larger
+    than the entries it holds with no next page to read them from."""
+    for severity, code, text in _outcome_issues(bundle):
+        cut = any(word in text.lower() for word in CUT_WORDS)
+        if severity in FAILED_SEVERITIES or code in INCOMPLETE_CODES or cut:
+            return f"the FHIR server said the results are not complete: {text or code}"
+    total, matches = bundle.get("total"), match_count(bundle)
+    if isinstance(total, int) and total > matches and next_link(bundle) is None:
+        return f"the search reported {total} results but held {matches}"
+    return None
+
+
+def match_count(bundle: Mapping[str, Any]) -> int:
+    """Entries that answer the search (not outcomes, not includes): what ``total`` counts."""
+    return sum(
+        1
+        for entry in as_list(bundle.get("entry"))
+        if as_dict(as_dict(entry).get("search")).get("mode") in (None, "match")
+    )
 
 
 def next_link(bundle: Mapping[str, Any]) -> str | None:
@@ -78,14 +110,28 @@ class FhirClient:
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
 
-    def read_all(self, path: str, deadline: float) -> Fetched:
-        """A read (``Patient/1``) or a search followed through its pages."""
+    def read_all(self, path: str, deadline: float, resource_type: str = "") -> Fetched:
+        """A read (``Patient/1``) or a search followed through all its pages.
+
+        Anything but the whole answer is a FetchError: another type than was asked for,
+        JSON that is not FHIR, an outcome saying the results are incomplete, a ``total``
+        above what the pages held, or more pages than the cap."""
         result = Fetched()
-        body = self._get(urljoin(self.base, path), deadline, read=("?" not in path))
+        search = "?" in path
+        body = self._get(urljoin(self.base, path), deadline, read=not search)
         if body is None:
             return result
+        kind = body.get("resourceType")
+        expected = "Bundle" if search else resource_type
+        if kind != "OperationOutcome" and expected and kind != expected:
+            shown = kind if isinstance(kind, str) else "JSON that is not a FHIR resource"
+            raise FetchError(f"the FHIR server answered with {shown}, not {expected}")
         self._take(body, result)
-        return self.continue_pages(body, deadline, result)
+        self.continue_pages(body, deadline, result)
+        total = body.get("total")
+        if search and isinstance(total, int) and total > result.matches:
+            raise FetchError(f"the search reported {total} results but {result.matches} were read")
+        return result
 
     def continue_pages(
         self, bundle: Mapping[str, Any], deadline: float, result: Fetched
@@ -94,14 +140,15 @@ class FhirClient:
         url = next_link(bundle)
         while url is not None:
             if result.pages >= self.max_pages:
-                result.truncated = True
-                result.notes.append(f"stopped after {self.max_pages} pages")
-                break
+                raise FetchError(
+                    f"the search has more than {self.max_pages} pages (fhir_max_pages); "
+                    "the rest could not be read"
+                )
             if not url.startswith(self.base):
                 raise FetchError("a next link points outside the FHIR server; not followed")
             page = self._get(url, deadline, read=False)
-            if page is None:
-                raise FetchError("a next page was not found")
+            if page is None or page.get("resourceType") not in ("Bundle", "OperationOutcome"):
+                raise FetchError("a next page of the search was not a Bundle")
             self._take(page, result)
             url = next_link(page)
         return result
@@ -117,7 +164,12 @@ class FhirClient:
         for severity, text in bundle_outcomes(body):
             if severity in FAILED_SEVERITIES:
                 raise FetchError(f"the FHIR server reported an error: {text}".rstrip(": "))
-            result.notes.append(f"FHIR server note: {text}".rstrip(": "))
+        why = unusable({**body, "link": [], "total": None})  # totals are checked at the end
+        if why:
+            raise FetchError(why)
+        for severity, text in bundle_outcomes(body):
+            result.notes.append(f"FHIR server note ({severity}): {text}".rstrip(": "))
+        result.matches += match_count(body)
         result.resources.extend(bundle_resources(body))
 
     def _get(self, url: str, deadline: float, read: bool) -> dict[str, Any] | None:

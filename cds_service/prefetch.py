@@ -36,6 +36,7 @@ from .fhir_client import (
     FhirClient,
     bundle_outcomes,
     next_link,
+    unusable,
 )
 
 
@@ -63,15 +64,21 @@ def key_state(value: Any, query: Query, missing: bool) -> KeyState:
         return KeyState.ABSENT
     if value is None:
         return KeyState.NO_DATA
+    if not isinstance(value, Mapping):
+        return KeyState.FAILED
     kind = value.get("resourceType")
+    search = "?" in query.template
     if kind == "OperationOutcome":
         return KeyState.FAILED
-    if kind == "Bundle":
+    if kind == "Bundle" and search:
         severities = {severity for severity, _ in bundle_outcomes(value)}
         if severities & FAILED_SEVERITIES:
             return KeyState.FAILED
-        return KeyState.ADVISORY if severities else KeyState.DATA
-    return KeyState.DATA if kind == query.resource_type else KeyState.FAILED
+        if severities and unusable(value) is None:
+            return KeyState.ADVISORY  # Epic's "no results" information entries
+        return KeyState.FAILED if unusable(value) else KeyState.DATA
+    # A read answered by its resource type; anything else is not what was asked for.
+    return KeyState.DATA if not search and kind == query.resource_type else KeyState.FAILED
 
 
 def render(template: str, context: Mapping[str, Any]) -> str:
@@ -114,14 +121,19 @@ def gather(
         return gathered
 
     futures: dict[str, Future[Fetched]] = {
-        key: executor.submit(client.read_all, render(query.template, request["context"]), deadline)
+        key: executor.submit(
+            client.read_all,
+            render(query.template, request["context"]),
+            deadline,
+            query.resource_type,
+        )
         for key, query in to_fetch.items()
     }
     futures |= {
         key: executor.submit(client.continue_pages, bundle, deadline, Fetched(pages=1))
         for key, bundle in to_continue.items()
     }
-    _collect(futures, queries, deadline, gathered)
+    _collect(futures, deadline, gathered)
     gathered.fetched = sorted(to_fetch)
     return gathered
 
@@ -180,7 +192,6 @@ def _use_prefetched(
 
 def _collect(
     futures: Mapping[str, Future[Fetched]],
-    queries: Mapping[str, Query],
     deadline: float,
     gathered: Gathered,
 ) -> None:
@@ -199,8 +210,6 @@ def _collect(
             continue
         gathered.resources.extend(fetched.resources)
         gathered.notes.extend(f"{key}: {note}" for note in fetched.notes)
-        if fetched.truncated:
-            gathered.incomplete.add(queries[key].resource_type)
     if failures:
         raise _unobtainable(failures)
 

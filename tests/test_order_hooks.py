@@ -199,6 +199,8 @@ def test_per_kg_draft_off_label_without_a_weight_still_gets_a_dose_card(client):
         for e in request["prefetch"]["observations"]["entry"]
         if e["resource"]["code"]["coding"][0]["code"] != "29463-7"
     ]
+    observations = request["prefetch"]["observations"]
+    observations["total"] = len(observations["entry"])  # else the searchset is incomplete
     dose = request["context"]["draftOrders"]["entry"][0]["resource"]["dosageInstruction"][0]
     dose["doseAndRate"][0]["doseQuantity"] = {"value": 40, "unit": "mg/kg", "code": "mg/kg"}
     card = cards_for(client, request)["augmentation-dose-check"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -11,7 +12,14 @@ import responses
 
 from fhir_mappings import QUERIES
 
-from .support.builders import hook_request, load_bundle, matches, prefetch_for, searchset
+from .support.builders import (
+    FIXTURES,
+    hook_request,
+    load_bundle,
+    matches,
+    prefetch_for,
+    searchset,
+)
 
 FHIR = "https://fhir.example.org/r4"
 TOKEN = "s3cr3t-access-token"
@@ -252,8 +260,8 @@ def test_fetched_searches_are_followed_across_pages(client, bundle):
     assert topics(response) == ["aatd-testing-recommended"]
 
 
-def test_page_cap_leaves_the_record_incomplete_and_the_absence_card_silent(client, bundle):
-    """Past the page cap (3 in tests) the rest is unread: no "not on record" claim."""
+def test_page_cap_makes_the_key_unobtainable(client, bundle):
+    """Past the page cap (3 in tests) the rest is unread: 412, never partial data."""
     request = hook_request(bundle, fhirServer=FHIR, fhirAuthorization=AUTH)
     request["prefetch"]["aatResults"] = _page([], f"{FHIR}/Observation?page=2")
     with responses.RequestsMock() as mock:
@@ -264,8 +272,10 @@ def test_page_cap_leaves_the_record_incomplete_and_the_absence_card_silent(clien
             )
         response = client.post(SERVICE, json=request)
         assert len(mock.calls) == 2
-    assert response.status_code == 200
-    assert response.json == {"cards": []}
+    assert response.status_code == 412
+    issue = response.json["issue"][0]
+    assert issue["expression"] == ["prefetch.aatResults"]
+    assert "more than 3 pages" in issue["diagnostics"]
 
 
 def test_next_link_to_another_server_is_not_followed(client, bundle):
@@ -357,3 +367,76 @@ def _outcome_entry(severity: str) -> dict[str, Any]:
         },
         "search": {"mode": "outcome"},
     }
+
+
+# --- data that could not be had is never "no data" (issue 17) --------------------------------
+
+ANAPHYLAXIS = "order-sign-anaphylaxis"
+UNUSABLE_ALLERGIES = {
+    "not FHIR": {"hello": "world"},
+    "a warning that results were cut": {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [
+            {
+                "search": {"mode": "outcome"},
+                "resource": {
+                    "resourceType": "OperationOutcome",
+                    "issue": [
+                        {
+                            "severity": "warning",
+                            "code": "informational",
+                            "diagnostics": "results truncated by server",
+                        }
+                    ],
+                },
+            }
+        ],
+    },
+    "a total above the entries": {"resourceType": "Bundle", "type": "searchset", "total": 5},
+    "an incomplete outcome": {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [
+            {
+                "search": {"mode": "outcome"},
+                "resource": {
+                    "resourceType": "OperationOutcome",
+                    "issue": [{"severity": "information", "code": "too-costly"}],
+                },
+            }
+        ],
+    },
+}
+
+
+@pytest.mark.parametrize("answer", UNUSABLE_ALLERGIES)
+def test_an_unusable_allergy_search_is_412_never_supported(client, answer):
+    """The anaphylaxis patient of the reliability review: with the allergies unusable the
+    order is never 'supported'; the key is named in a 412."""
+    request = json.loads((FIXTURES / "requests" / f"{ANAPHYLAXIS}.json").read_text())
+    del request["prefetch"]["allergies"]
+    request |= {"fhirServer": FHIR, "fhirAuthorization": AUTH}
+    with responses.RequestsMock() as mock:
+        mock.get(f"{FHIR}/AllergyIntolerance", json=UNUSABLE_ALLERGIES[answer])
+        response = client.post("/cds-services/aatd-order-sign", json=request)
+    assert response.status_code == 412, response.json
+    assert response.json["issue"][0]["expression"] == ["prefetch.allergies"]
+
+
+@pytest.mark.parametrize("answer", UNUSABLE_ALLERGIES)
+def test_an_unusable_prefetched_key_is_refetched_or_412(client, answer):
+    request = json.loads((FIXTURES / "requests" / f"{ANAPHYLAXIS}.json").read_text())
+    request["prefetch"]["allergies"] = UNUSABLE_ALLERGIES[answer]
+    response = client.post("/cds-services/aatd-order-sign", json=request)
+    # 400 when the request schema already refuses it (JSON that is not FHIR), else 412.
+    assert response.status_code in (400, 412)
+    assert response.json["issue"][0]["expression"][0].startswith("prefetch.allergies")
+
+
+def test_the_whole_allergy_answer_gives_the_contraindication(client):
+    request = json.loads((FIXTURES / "requests" / f"{ANAPHYLAXIS}.json").read_text())
+    response = client.post("/cds-services/aatd-order-sign", json=request)
+    assert response.status_code == 200
+    topics_found = topics(response)
+    assert "augmentation-contraindicated" in topics_found
