@@ -44,7 +44,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     logs.LOGGER.setLevel(settings.log_level.upper())
     init_cors(app, settings)
     _expose_timing_to_browsers(app)
-    init_auth(app, settings, protected=cds)
+    init_auth(app, settings, protected=cds, replays=app.extensions[EXTENSION].store)
     app.register_blueprint(cds)
     app.register_blueprint(public)
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 import requests
@@ -92,14 +92,30 @@ def _find(jwks: Mapping[str, Any], kid: str) -> dict[str, Any] | None:
     return next((k for k in jwks["keys"] if isinstance(k, dict) and k.get("kid") == kid), None)
 
 
+class SharedReplays(Protocol):
+    def first_use(self, iss: str, jti: str, expires: float) -> bool | None: ...
+
+
 @dataclass(slots=True)
 class ReplayCache:
-    """``jti`` values seen, each kept until its token expires (lifetime is bounded)."""
+    """``jti`` values seen, each kept until its token expires (lifetime is bounded).
 
+    With ``shared`` (the store), a token is accepted once across every worker and
+    instance on that database; if the store cannot answer, this process's own memory still
+    refuses a replay to it, and the fault is logged."""
+
+    shared: SharedReplays | None = None
     _seen: dict[tuple[str, str], float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def first_use(self, iss: str, jti: str, expires: float) -> bool:
+        local = self._first_use_here(iss, jti, expires)
+        if self.shared is None or not local:
+            return local
+        shared = self.shared.first_use(iss, jti, expires)
+        return local if shared is None else shared
+
+    def _first_use_here(self, iss: str, jti: str, expires: float) -> bool:
         now = time.time()
         with self._lock:
             if len(self._seen) > 10_000:
@@ -139,7 +155,8 @@ class Authenticator:
                 leeway=self.leeway,
                 options={"require": REQUIRED_CLAIMS},
             )
-        except jwt.PyJWTError as error:
+        except (jwt.PyJWTError, TypeError, ValueError) as error:
+            # TypeError/ValueError: e.g. an RS384 header naming an EC key (PyJWT raises them)
             raise AuthError(f"{type(error).__name__}: {error}") from None
         self._check(claims, client)
         return claims
@@ -161,12 +178,15 @@ class Authenticator:
 
     @staticmethod
     def _key_source(header: Mapping[str, Any], client: TrustedClient) -> str:
+        """A token's ``jku`` must be allowlisted; the key then comes from the pinned JWKS when
+        the client has one (the safest setup, and the one that needs no outbound access)."""
+        pinned = client.jwks_file or client.jwks_url
         jku = header.get("jku")
         if jku is not None:
             if jku not in client.jku:
                 raise AuthError(f"jku {str(jku)[:200]!r} is not allowlisted for {client.iss}")
-            return jku
-        source = client.jwks_file or client.jwks_url
+            return pinned or jku
+        source = pinned
         if source is None:
             raise AuthError(f"no jku in the token and no pinned JWKS for {client.iss}")
         return source
@@ -199,25 +219,29 @@ def _kid(header: Mapping[str, Any]) -> str:
     return kid
 
 
-def init_auth(app: Flask, settings: Settings, protected: Blueprint) -> None:
+def init_auth(
+    app: Flask, settings: Settings, protected: Blueprint, replays: SharedReplays | None = None
+) -> None:
     """Require a verified client JWT on every route of ``protected`` (the CDS endpoints:
     discovery, services, feedback); the public blueprint (health, OpenAPI) needs none."""
     if not settings.auth_required:
         logs.event("auth-off", logging.WARNING, note="client JWTs are not checked (development)")
         return
+    settings.check_audience()
     authenticator = Authenticator(
         clients={client.iss: client for client in settings.trusted_clients},
         leeway=settings.auth_leeway_seconds,
         max_lifetime=settings.auth_max_token_lifetime_seconds,
         keys=KeyStore(settings.jwks_refresh_seconds),
+        replays=ReplayCache(replays),
     )
-    base = settings.public_base_url.rstrip("/") if settings.public_base_url else None
+    base = (settings.public_base_url or "").rstrip("/")
 
     @app.before_request
     def authenticate() -> Response | None:
         if request.method == "OPTIONS" or request.blueprint != protected.name:
             return None
-        audience = f"{base}{request.path}" if base else request.base_url
+        audience = f"{base}{request.path}"
         started = time.perf_counter()
         try:
             claims = authenticator.verify(request.headers.get("Authorization"), audience)

@@ -13,7 +13,7 @@ from typing import Any
 
 from fhir_mappings.fhirjson import bundle_resources
 
-from . import logs
+from . import logs, urls
 from .config import ConfigError, Settings
 from .pipeline import evaluate
 from .services import SERVICES
@@ -68,9 +68,13 @@ def _serve(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
     from .app import create_app
+    from .store import prepare_store
 
     settings = _serving_settings(Settings.load(path=args.config), args.host)
     logs.configure(settings.log_level)
+    # The schema and the generated key, once, before any worker starts (workers then find
+    # them done; migrate() is race-safe as well, for servers that do not do this).
+    prepare_store(settings.database_url)
 
     class Server(BaseApplication):
         def load_config(self) -> None:
@@ -118,11 +122,12 @@ def _feedback_report(args: argparse.Namespace) -> int:
 
 def _serving_settings(settings: Settings, host: str) -> Settings:
     """Auth is off by default only for a developer on loopback, and never off elsewhere."""
-    loopback = host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+    loopback = urls.is_loopback(host)
     if settings.auth_mode is None:
-        return settings.with_values({"auth_mode": "off" if loopback else "required"})
+        settings = settings.with_values({"auth_mode": "off" if loopback else "required"})
     if settings.auth_mode == "off" and not loopback:
         raise ConfigError("auth_mode 'off' is only allowed when serving on a loopback address")
+    settings.check_audience()
     return settings
 
 

@@ -49,6 +49,12 @@ class ConfigError(ValueError):
     """A setting has a value the service cannot run with."""
 
 
+NEEDS_PUBLIC_BASE_URL = (
+    "auth_mode 'required' needs public_base_url (the URL EHRs call): the JWT audience is "
+    "that URL, never taken from the request's Host header"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class TrustedClient:
     """An EHR allowed to call: its issuer, where its keys are, and what it may use."""
@@ -161,6 +167,11 @@ class Settings:
     @property
     def auth_required(self) -> bool:
         return self.auth_mode != "off"
+
+    def check_audience(self) -> None:
+        """With auth required, the service must know the URL EHRs call."""
+        if self.auth_required and not self.public_base_url:
+            raise ConfigError(NEEDS_PUBLIC_BASE_URL)
 
     def policy(self) -> Policy:
         """The clinical policy these settings choose."""

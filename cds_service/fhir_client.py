@@ -19,6 +19,8 @@ import requests
 
 from fhir_mappings.fhirjson import as_dict, as_list, bundle_resources
 
+from . import urls
+
 FAILED_SEVERITIES = frozenset({"error", "fatal"})
 # OperationOutcome issue codes that say the answer is not the whole answer.
 INCOMPLETE_CODES = frozenset({"incomplete", "too-costly", "throttled", "transient"})
@@ -144,7 +146,7 @@ class FhirClient:
                     f"the search has more than {self.max_pages} pages (fhir_max_pages); "
                     "the rest could not be read"
                 )
-            if not url.startswith(self.base):
+            if not urls.within(url, self.base, allow_query=True):
                 raise FetchError("a next link points outside the FHIR server; not followed")
             page = self._get(url, deadline, read=False)
             if page is None or page.get("resourceType") not in ("Bundle", "OperationOutcome"):

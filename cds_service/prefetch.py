@@ -27,6 +27,7 @@ from urllib.parse import quote, urlsplit
 from fhir_mappings import Query
 from fhir_mappings.fhirjson import bundle_resources
 
+from . import urls
 from .config import Settings
 from .errors import Issue, ServiceError
 from .fhir_client import (
@@ -144,35 +145,31 @@ def _client(request: Mapping[str, Any], settings: Settings) -> tuple[FhirClient 
     server = request.get("fhirServer")
     if not server:
         return None, "no fhirServer was given"
-    if not server_allowed(server, settings):
-        return None, "the fhirServer is not on the allowlist (the access token was not sent)"
+    why = server_problem(server, settings)
+    if why:
+        return None, f"{why}; nothing was fetched and no token was sent"
     token = (request.get("fhirAuthorization") or {}).get("access_token")
     return FhirClient(server, token, settings.fhir_timeout, settings.fhir_max_pages), ""
 
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+def server_problem(server: str, settings: Settings) -> str | None:
+    """Why the EHR's access token may not go to ``server``, or None when it may.
 
-
-def server_allowed(server: str, settings: Settings) -> bool:
-    """https and allowlisted; in development (auth off), any http server on loopback too."""
-    try:
-        url = urlsplit(server)
-        host = url.hostname or ""
-    except ValueError:  # not a URL at all (e.g. "http://[")
-        return False
-
+    https below an allowlisted base (``*``: any https server); http only on a loopback
+    address, when it is explicitly allowlisted or auth is off (development)."""
+    why = urls.problem(server)
+    if why:
+        return f"the fhirServer {why}"
+    parts = urlsplit(server)
     allowlist = settings.fhir_allowed_servers
-    if url.scheme == "https":
-        listed = (prefix.rstrip("/") for prefix in allowlist if prefix != "*")
-        return "*" in allowlist or any(_under(server, prefix) for prefix in listed)
-    loopback = host in LOOPBACK_HOSTS or host.startswith("127.")
-
-    return url.scheme == "http" and loopback and not settings.auth_required
-
-
-def _under(server: str, prefix: str) -> bool:
-    """``server`` is ``prefix`` or below it (not merely a longer host: a.org vs a.org.evil)."""
-    return server.rstrip("/") == prefix or server.startswith(prefix + "/")
+    listed = any(urls.within(server, base) for base in allowlist if base != "*")
+    if parts.scheme == "https":
+        return None if listed or "*" in allowlist else "the fhirServer is not on the allowlist"
+    if not urls.is_loopback(parts.hostname or ""):
+        return "the fhirServer is http on a host that is not loopback (https is required)"
+    if listed or not settings.auth_required:
+        return None
+    return "the fhirServer is http on loopback but not on the allowlist"
 
 
 def _use_prefetched(

@@ -8,6 +8,7 @@ resource limit, 412 without the patient in context.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from flask import request
@@ -19,6 +20,13 @@ from .prefetch import Gathered
 from .services import Service
 from .validation import check
 
+# "\ud800" not followed by a low surrogate, or "\udc00" not preceded by a high one: JSON
+# allows the escape, but the string is not text and fails later when encoded (a 500).
+_LONE_SURROGATE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+
 
 def read_json() -> Any:
     """The request body as JSON: 415 for another media type, 413 past the size limit."""
@@ -26,6 +34,10 @@ def read_json() -> Any:
     if mimetype != "application/json" and not mimetype.endswith("+json"):
         raise ServiceError.single(415, "not-supported", "Content-Type must be application/json")
     data = request.get_data(cache=False)
+    if _LONE_SURROGATE.search(data):
+        raise ServiceError.single(
+            400, "structure", "The body holds a lone UTF-16 surrogate escape (not valid text)"
+        )
     try:
         return json.loads(data)
     except RecursionError:
@@ -37,6 +49,10 @@ def read_json() -> Any:
             400,
             "structure",
             f"The body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}",
+        ) from None
+    except ValueError:  # e.g. an integer past Python's digit limit
+        raise ServiceError.single(
+            400, "structure", "The body holds a number too long to read"
         ) from None
 
 

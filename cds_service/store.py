@@ -85,6 +85,18 @@ SECRETS = sa.Table(
 )
 
 
+# Client JWT ids seen (CDS Hooks "jti"), each until its token expires: one use across every
+# worker and instance on this database.
+JTIS = sa.Table(
+    "alpha1_jtis",
+    METADATA,
+    sa.Column("iss", sa.String(255), primary_key=True),
+    sa.Column("jti", sa.String(255), primary_key=True),
+    sa.Column("expires", sa.Float, nullable=False),
+)
+sa.Index("alpha1_jtis_expires", JTIS.c.expires)
+
+
 def _add_item_topics(connection: sa.Connection) -> None:
     """The reminders of a checklist card, so that overriding it hides each of them."""
     columns = {c["name"] for c in sa.inspect(connection).get_columns(CARDS.name)}
@@ -97,6 +109,7 @@ Migration = Sequence[sa.Table] | Callable[[sa.Connection], None]
 MIGRATIONS: list[tuple[int, Sequence[Migration]]] = [
     (1, ((CARDS, FEEDBACK),)),
     (2, ((SNOOZES, SECRETS), _add_item_topics)),
+    (3, ((JTIS,),)),
 ]
 ITEM_TOPICS = sa.Column("item_topics", sa.Text)
 CARDS.append_column(ITEM_TOPICS)
@@ -168,6 +181,39 @@ class Store:
     def patient_key(self, patient_id: str) -> str:
         """A keyed hash of the patient id (HMAC-SHA256): never the id itself."""
         return hmac.new(self._key, patient_id.encode(), hashlib.sha256).hexdigest()
+
+    # --- client JWT ids: one use across workers and instances -------------------------------
+
+    def first_use(self, iss: str, jti: str, expires: float) -> bool | None:
+        """True the first time (iss, jti) is seen, False for a replay, None when the store
+        cannot say (the caller then relies on its own memory)."""
+        now = time.time()
+        row = {"iss": iss[:255], "jti": jti[:255], "expires": expires}
+        insert = _insert_ignoring_duplicates(self.engine, JTIS).returning(JTIS.c.jti)
+        try:
+            with self.engine.begin() as connection:
+                if secrets.randbelow(100) == 0:  # now and then, forget expired ids
+                    connection.execute(sa.delete(JTIS).where(JTIS.c.expires < now))
+                inserted = connection.execute(insert, [row]).all()
+                if inserted:
+                    return True
+                # Seen before: a replay, unless the earlier token has expired.
+                earlier = connection.scalar(
+                    sa.select(JTIS.c.expires).where(
+                        JTIS.c.iss == row["iss"], JTIS.c.jti == row["jti"]
+                    )
+                )
+                if earlier is not None and earlier < now:
+                    connection.execute(
+                        sa.update(JTIS)
+                        .where(JTIS.c.iss == row["iss"], JTIS.c.jti == row["jti"])
+                        .values(expires=expires)
+                    )
+                    return True
+                return False
+        except sa.exc.SQLAlchemyError as error:
+            logs.event("jti-store-failed", logging.ERROR, error=type(error).__name__)
+            return None
 
     # --- overrides honoured: topics hidden per patient for a period -------------------------
 
@@ -347,6 +393,21 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def prepare_store(url: str) -> None:
+    """Migrate the database and make the patient-hash key if there is none: what a server
+    runs once before its workers start."""
+    engine = _engine(url)
+    try:
+        migrate(engine)
+        with engine.begin() as connection:
+            insert = _insert_ignoring_duplicates(engine, SECRETS)
+            connection.execute(
+                insert, [{"name": "patient_hash_key", "value": secrets.token_hex(32)}]
+            )
+    finally:
+        engine.dispose()
+
+
 def _engine(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 10, "check_same_thread": False})
@@ -367,8 +428,23 @@ def _insert_ignoring_duplicates(engine: sa.Engine, table: sa.Table) -> Any:
     return dialect.insert(table).on_conflict_do_nothing()
 
 
-def migrate(engine: sa.Engine) -> int:
-    """Apply the migrations not yet applied; the schema version after it."""
+def migrate(engine: sa.Engine, attempts: int = 5) -> int:
+    """Apply the migrations not yet applied; the schema version after it.
+
+    Several workers may start at once on a fresh database: when another one wins the race
+    (a table or version row that already exists), this one waits a moment and reads again,
+    so a first start never dies on it."""
+    for attempt in range(attempts):
+        try:
+            return _migrate(engine)
+        except (sa.exc.IntegrityError, sa.exc.OperationalError, sa.exc.ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _migrate(engine: sa.Engine) -> int:
     with engine.begin() as connection:
         SCHEMA_VERSION.create(connection, checkfirst=True)
         current = connection.scalar(sa.select(sa.func.max(SCHEMA_VERSION.c.version))) or 0

@@ -254,13 +254,33 @@ def test_tenant_must_match_when_configured():
         assert discover(client, token(EC, DISCOVERY, tenant="hospital-a")).status_code == 200
 
 
-def test_audience_without_public_base_url_is_the_request_url():
+def test_required_auth_refuses_to_start_without_public_base_url():
+    """The audience is never taken from the Host header (a token minted for another service
+    with the same path would pass): without public_base_url the service does not start."""
+    from cds_service.config import ConfigError
+
     settings = {**TEST_SETTINGS, "auth_mode": "required", "trusted_clients": json.dumps(TRUSTED)}
+    with pytest.raises(ConfigError, match="needs public_base_url"):
+        create_app(settings)
+
+
+def test_a_forwarded_host_does_not_change_the_audience():
+    settings = {
+        **TEST_SETTINGS,
+        "auth_mode": "required",
+        "public_base_url": BASE,
+        "trusted_clients": json.dumps(TRUSTED),
+    }
     client = create_app(settings).test_client()
+    other = "https://other-cds.example.org/cds-services"
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.get(JKU, json=jwks(EC))
-        assert discover(client, token(EC, "http://localhost/cds-services")).status_code == 200
-        assert discover(client, token(EC, DISCOVERY)).status_code == 401
+        forged = {"Host": "other-cds.example.org", "X-Forwarded-Proto": "https"}
+        response = client.get(
+            "/cds-services", headers={"Authorization": f"Bearer {token(EC, other)}", **forged}
+        )
+        assert response.status_code == 401
+        assert discover(client, token(EC, DISCOVERY)).status_code == 200
 
 
 def test_symmetric_algorithms_cannot_be_configured():
@@ -270,3 +290,50 @@ def test_symmetric_algorithms_cannot_be_configured():
         Settings().with_values(
             {"trusted_clients": json.dumps([{**TRUSTED[0], "algorithms": ["HS256"]}])}
         )
+
+
+def test_an_alg_that_does_not_fit_its_key_is_401_not_500(client):
+    """An RS384 header naming the EC key: PyJWT raises TypeError; that is a refused token."""
+    import jwt as pyjwt
+
+    http, _ = client
+    claims = pyjwt.decode(token(EC, DISCOVERY), options={"verify_signature": False})
+    forged = pyjwt.encode(claims, RSA.private, algorithm="RS384", headers={"kid": EC.kid})
+    assert discover(http, forged).status_code == 401
+
+
+def _required(database_url: str, **client):
+    settings = {
+        **TEST_SETTINGS,
+        "auth_mode": "required",
+        "public_base_url": BASE,
+        "database_url": database_url,
+        "trusted_clients": json.dumps([{**TRUSTED[0], **client}]),
+    }
+    return create_app(settings).test_client()
+
+
+def test_a_jti_is_accepted_once_across_workers(tmp_path):
+    """Two app instances on one database stand for two gunicorn workers (or instances)."""
+    url = f"sqlite:///{tmp_path}/shared.sqlite"
+    first, second = _required(url), _required(url)
+    replayed = token(EC, DISCOVERY)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.get(JKU, json=jwks(EC))
+        assert discover(first, replayed).status_code == 200
+        assert discover(second, replayed).status_code == 401
+        assert discover(second, token(EC, DISCOVERY)).status_code == 200
+
+
+def test_a_pinned_jwks_is_used_when_the_token_names_an_allowlisted_jku(tmp_path):
+    """The sandbox's tokens carry a jku; a site that pins the keys never fetches them."""
+    pinned = tmp_path / "sandbox-jwks.json"
+    pinned.write_text(json.dumps(jwks(EC)))
+    client = _required(f"sqlite:///{tmp_path}/c.sqlite", jwks_file=str(pinned))
+    with responses.RequestsMock() as mock:  # any fetch would fail: nothing is mocked
+        assert discover(client, token(EC, DISCOVERY)).status_code == 200
+        assert (
+            discover(client, token(EC, DISCOVERY, header={"jku": "https://evil"})).status_code
+            == 401
+        )
+        assert len(mock.calls) == 0

@@ -45,5 +45,15 @@ def test_bad_settings_are_refused_with_a_reason(values, message):
 
 
 def test_body_limit_comes_from_settings():
-    app = create_app({"max_body_bytes": "1024"})
+    app = create_app({"max_body_bytes": "1024", "auth_mode": "off"})
     assert app.config["MAX_CONTENT_LENGTH"] == 1024
+
+
+def test_default_settings_with_auth_required_name_what_is_missing():
+    """A deployment that leaves auth at its default (required) must say where it is served."""
+    import pytest
+
+    from cds_service.config import ConfigError
+
+    with pytest.raises(ConfigError, match="needs public_base_url"):
+        create_app({"max_body_bytes": "1024"})

@@ -283,3 +283,19 @@ def test_text_and_json_reports(seeded, capsys):
     body = json.loads(capsys.readouterr().out)
     candidate = next(t for t in body["topics"] if t["topic"] == "augmentation-candidate")
     assert candidate["acceptanceRate"] == 1.0
+
+
+def test_workers_starting_at_once_on_a_fresh_database_all_start(tmp_path):
+    """Eight workers migrating a fresh SQLite file at the same moment: none fails."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cds_service.store import Store
+
+    url = f"sqlite:///{tmp_path}/fresh.sqlite"
+    with ThreadPoolExecutor(8) as pool:
+        stores = list(pool.map(lambda _: Store(url), range(8)))
+    keys = {store.patient_key("p1") for store in stores}
+    assert len(keys) == 1  # one generated key, shared by all
+    for store in stores:
+        assert migrate(store.engine) == MIGRATIONS[-1][0]
+        store.close()

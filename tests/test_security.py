@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import pytest
 import responses
 
 from cds_service import create_app
+from cds_service.fhir_client import Fetched
 
 from .conftest import TEST_SETTINGS, ConformanceClient
 from .support.builders import hook_request, load_bundle
@@ -48,7 +50,9 @@ def test_fhir_server_not_allowed_is_never_contacted_and_gets_412(client, server)
         assert len(mock.calls) == 0
     assert response.status_code == 412
     diagnostics = response.json["issue"][0]["diagnostics"]
-    assert "not on the allowlist" in diagnostics
+    # The message says what really happened: nothing fetched, no token sent, and why.
+    assert "nothing was fetched and no token was sent" in diagnostics
+    assert "not on the allowlist" in diagnostics or "https is required" in diagnostics
     assert TOKEN not in response.get_data(as_text=True)
 
 
@@ -72,18 +76,75 @@ def test_complete_prefetch_needs_no_allowed_server(client):
     assert client.post(SERVICE, json=request).status_code == 200
 
 
-def test_loopback_http_only_in_development():
-    settings = {**TEST_SETTINGS, "auth_mode": "required", "trusted_clients": "[]"}
-    app = create_app(settings)
-    from cds_service.prefetch import server_allowed
+def _settings(**values):
+    from cds_service.config import Settings
 
-    with app.app_context():
-        assert not server_allowed(
-            "http://127.0.0.1:8091/fhir", app.extensions["alpha1_cds"].settings
-        )
-    assert server_allowed(
-        "http://127.0.0.1:8091/fhir", create_app(TEST_SETTINGS).extensions["alpha1_cds"].settings
-    )
+    return Settings().with_values({**TEST_SETTINGS, **values})
+
+
+def test_loopback_http_only_in_development_or_when_allowlisted():
+    from cds_service.prefetch import server_problem
+
+    local = "http://127.0.0.1:8091/fhir"
+    required = _settings(auth_mode="required")
+    assert "not on the allowlist" in server_problem(local, required)
+    assert server_problem(local, _settings()) is None  # auth off: development
+    listed = _settings(auth_mode="required", fhir_allowed_servers=local)
+    assert server_problem(local, listed) is None  # explicitly allowlisted (the sandbox case)
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        "https://fhir.example.org/r4/../evil",
+        "https://fhir.example.org/r4/%2e%2e/evil",
+        "https://fhir.example.org/r4/..%2fevil",
+        "https://fhir.example.org/r4\\..\\evil",
+        "https://user:pw@fhir.example.org/r4",
+        "https://fhir.example.org/r4?x=1",
+        "https://fhir.example.org/r4#frag",
+        "https://fhir.example.org/r4-evil",
+        "https://fhir.example.org.evil.invalid/r4",
+        "https://fhir.example.org:8443/r4",
+        "http://fhir.example.org/r4",
+        "http://127.0.0.1.evil.invalid/fhir",
+    ],
+)
+def test_url_tricks_do_not_pass_the_allowlist(server):
+    from cds_service.prefetch import server_problem
+
+    assert server_problem(server, _settings(auth_mode="required")) is not None
+
+
+def test_the_allowlisted_base_and_below_pass():
+    from cds_service.prefetch import server_problem
+
+    settings = _settings(auth_mode="required")
+    assert server_problem("https://fhir.example.org/r4", settings) is None
+    assert server_problem("https://FHIR.example.org:443/r4/", settings) is None
+
+
+def test_loopback_is_decided_by_parsing_the_address():
+    from cds_service.urls import is_loopback
+
+    assert is_loopback("127.0.0.1")
+    assert is_loopback("127.8.9.10")
+    assert is_loopback("[::1]")
+    assert is_loopback("localhost")
+    assert not is_loopback("127.0.0.1.evil.invalid")
+    assert not is_loopback("10.0.0.1")
+
+
+def test_a_next_link_with_dot_segments_is_not_followed(client):
+    from cds_service.fhir_client import FetchError, FhirClient
+
+    fhir = FhirClient("https://fhir.example.org/r4", "t", 1.0, 3)
+    page = {
+        "resourceType": "Bundle",
+        "link": [{"relation": "next", "url": "https://fhir.example.org/r4/../evil?page=2"}],
+    }
+    with pytest.raises(FetchError, match="outside the FHIR server"):
+        fhir.continue_pages(page, time.monotonic() + 5, Fetched())
 
 
 def test_redirects_are_not_followed(client):
@@ -163,3 +224,95 @@ def test_logs_carry_no_token_jwt_or_patient_data(caplog):
     patient_data = ["seed-002", "Whitcombe", "Gareth", "1961-10-02", "MRN-", "Prolastin"]
     for value in secrets + patient_data:
         assert value not in logged, value
+
+
+# --- bad input is a 400 (or 401), never a 500 (issue 14) -------------------------------------
+
+
+def test_a_huge_integer_is_400(client):
+    body = b'{"hook": "patient-view", "x": ' + b"9" * 5000 + b"}"
+    response = client.post(SERVICE, data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert "too long" in response.json["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize("escape", [b"\\ud800", b"\\udfff", b"x\\ud83dy"])
+def test_lone_surrogates_are_400(client, escape):
+    body = b'{"hook": "patient-view", "hookInstance": "' + escape + b'"}'
+    response = client.post(SERVICE, data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert "surrogate" in response.json["issue"][0]["diagnostics"]
+
+
+def test_a_surrogate_pair_is_text(client):
+    body = b'{"hook": "patient-view", "hookInstance": "\\ud83d\\ude00"}'
+    response = client.post(SERVICE, data=body, content_type="application/json")
+    assert response.status_code == 400  # the schema's complaint, not a surrogate one
+    assert "surrogate" not in response.json["issue"][0]["diagnostics"]
+
+
+FEEDBACK = "/cds-services/aatd-patient-view/feedback"
+
+
+def _entry(**changes):
+    return {
+        "card": "4c8a5b1e-0000-4000-8000-000000000000",
+        "outcome": "overridden",
+        "outcomeTimestamp": "2026-11-21T10:00:00Z",
+        **changes,
+    }
+
+
+@pytest.mark.parametrize(
+    "feedback",
+    [
+        [_entry(card="x" * 100_000)],
+        [_entry(outcomeTimestamp="2026-11-21T10:00:00Z" + "0" * 5000)],
+        [_entry()] * 150,
+        [_entry(overrideReason={"userComment": "y" * 5000})],
+        [_entry(overrideReason={"reason": {"code": "z" * 300}})],
+    ],
+    ids=["huge card id", "huge timestamp", "150 entries", "huge comment", "huge code"],
+)
+def test_feedback_is_bounded(client, feedback):
+    response = client.post(FEEDBACK, json={"feedback": feedback})
+    assert response.status_code == 400
+
+
+# --- CORS for a locally run sandbox (issue 14) ------------------------------------------------
+
+
+def _preflight(client, origin, private_network=False):
+    headers = {"Origin": origin, "Access-Control-Request-Method": "POST"}
+    if private_network:
+        headers["Access-Control-Request-Private-Network"] = "true"
+    return client.options(SERVICE, headers=headers)
+
+
+def test_loopback_origins_are_allowed_in_development(client):
+    response = _preflight(client, "http://localhost:3000")
+    assert response.headers["Access-Control-Allow-Methods"] == "GET, POST, OPTIONS"
+
+
+def test_private_network_access_is_answered_for_an_allowed_origin(client):
+    response = _preflight(client, "https://ehr.example.org", private_network=True)
+    assert response.headers["Access-Control-Allow-Private-Network"] == "true"
+    refused = _preflight(client, "https://evil.example", private_network=True)
+    assert "Access-Control-Allow-Private-Network" not in refused.headers
+
+
+def test_a_refused_origin_is_logged_once(client, caplog):
+    with caplog.at_level(logging.WARNING, logger="alpha1_cds"):
+        for _ in range(3):
+            _preflight(client, "https://unlisted.example")
+    refusals = [r for r in caplog.records if r.getMessage() == "cors-refused"]
+    assert len(refusals) == 1
+
+
+def test_loopback_origins_need_configuring_when_auth_is_required():
+    from cds_service.config import Settings
+
+    settings = {**TEST_SETTINGS, "auth_mode": "required", "public_base_url": "https://cds.x"}
+    app = create_app(Settings().with_values(settings))
+    response = _preflight(app.test_client(), "http://localhost:3000")
+    assert "Access-Control-Allow-Methods" not in response.headers
