@@ -12,7 +12,15 @@ import sqlalchemy as sa
 
 from cds_service import create_app, report
 from cds_service.cli import main
-from cds_service.store import CARDS, FEEDBACK, MIGRATIONS, SCHEMA_VERSION, migrate
+from cds_service.store import (
+    CARDS,
+    FEEDBACK,
+    JTIS,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SNOOZES,
+    migrate,
+)
 
 from .conftest import TEST_SETTINGS, ConformanceClient
 from .support.builders import hook_request, load_bundle
@@ -30,8 +38,8 @@ def database_url(request, tmp_path):
     engine = sa.create_engine(POSTGRES_URL)
     migrate(engine)
     with engine.begin() as connection:  # every test starts from empty tables
-        connection.execute(FEEDBACK.delete())
-        connection.execute(CARDS.delete())
+        for table in (FEEDBACK, CARDS, SNOOZES, JTIS):
+            connection.execute(table.delete())
     engine.dispose()
     return POSTGRES_URL
 
