@@ -44,12 +44,30 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--database", help="database URL (default: the database_url setting)")
     report.add_argument("--output", type=Path, help="write to this file instead of stdout")
 
+    load = commands.add_parser(
+        "load-patients", help="upload the sample patients to a FHIR R4 server"
+    )
+    load.add_argument("--fhir-server", required=True, help="the FHIR base URL")
+    load.add_argument("--token", help="a bearer token for the server, if it needs one")
+    load.add_argument("--patients", type=Path, help="a folder of FHIR Bundles (default: samples)")
+
+    demo = commands.add_parser(
+        "demo", help="a FHIR server with the sample patients and the service, on loopback"
+    )
+    demo.add_argument("--port", type=int, default=8080, help="the CDS service's port")
+    demo.add_argument("--fhir-port", type=int, default=8090, help="the FHIR server's port")
+    demo.add_argument("--patients", type=Path, help="a folder of FHIR Bundles (default: samples)")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
             return _serve(args)
         if args.command == "feedback-report":
             return _feedback_report(args)
+        if args.command == "load-patients":
+            return _load_patients(args)
+        if args.command == "demo":
+            return _demo(args)
         return _evaluate(args)
     except (ConfigError, UsageError) as error:
         print(f"alpha1-cds: {error}", file=sys.stderr)
@@ -98,6 +116,38 @@ def _serve(args: argparse.Namespace) -> int:
             return app
 
     Server().run()
+    return 0
+
+
+def _load_patients(args: argparse.Namespace) -> int:
+    from .demo import SAMPLES, DemoError, load_patients
+
+    try:
+        failed = load_patients(args.fhir_server, args.token, args.patients or SAMPLES, print)
+    except DemoError as error:
+        raise UsageError(str(error)) from None
+    return 1 if failed else 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import signal
+    import tempfile
+    import threading
+
+    from .demo import SAMPLES, Demo, DemoError
+
+    logs.configure("WARNING")  # the guide is the output; hook lines would bury it
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    folder = tempfile.mkdtemp(prefix="alpha1-demo-")
+    demo = Demo(
+        args.port, args.fhir_port, args.patients or SAMPLES, f"sqlite:///{folder}/demo.sqlite"
+    )
+    try:
+        demo.run(lambda line: print(line, flush=True), stop)
+    except DemoError as error:
+        raise UsageError(str(error)) from None
     return 0
 
 
