@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from fhir_mappings.fhirjson import as_dict, as_list
@@ -29,7 +30,7 @@ def _entry(item: Mapping[str, Any]) -> FeedbackEntry:
     return FeedbackEntry(
         card_uuid=item["card"],
         outcome=item["outcome"],
-        outcome_timestamp=item["outcomeTimestamp"],
+        outcome_timestamp=normalised_instant(item["outcomeTimestamp"]),
         accepted_suggestions=tuple(s["id"] for s in item.get("acceptedSuggestions", [])),
         override_code=_text(coding.get("code")) or epic.get("code"),
         override_display=_text(coding.get("display")) or epic.get("display"),
@@ -60,3 +61,17 @@ def _text(value: Any) -> str | None:
         return None
     text = value if isinstance(value, str) else json.dumps(value)
     return text.strip()[:500] or None
+
+
+def normalised_instant(text: str) -> str:
+    """One spelling per instant (UTC, milliseconds), so that "...Z", "....000Z" and the same
+    moment at "+01:00" are one feedback entry, not three. Unreadable text is kept as sent
+    (the schema has already checked it is a date-time)."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        utc = moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # e.g. year 1 at +01:00 is before year 1 in UTC
+        return text
+    return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -199,6 +199,8 @@ class FhirClient:
             body = response.json()
         except ValueError:
             raise FetchError("the FHIR server's answer is not JSON") from None
+        except RecursionError:
+            raise FetchError("the FHIR server's answer is nested too deeply") from None
         if not isinstance(body, dict):
             raise FetchError("the FHIR server's answer is not a FHIR resource")
         return body

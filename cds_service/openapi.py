@@ -24,6 +24,7 @@ ERRORS = {
     "412": "Required data could not be obtained from prefetch or the FHIR server",
     "413": "Body or number of resources over the configured limit",
     "415": "Content-Type is not JSON",
+    "503": "The store is unavailable; nothing was kept; retry after Retry-After seconds",
 }
 
 
@@ -126,7 +127,7 @@ def _feedback(secured: list[dict[str, list[str]]]) -> dict[str, Any]:
                     "never issued by this service",
                     "content": {"application/json": {"schema": answer}},
                 },
-                **_errors("400", "401", "413", "415"),
+                **_errors("400", "401", "413", "415", "503"),
             },
         }
     }

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, g
 
 from . import logs
-from .errors import ServiceError
+from .errors import Issue, ServiceError
 from .feedback import entries as feedback_entries
 from .issuance import issued_cards
 from .openapi import document
@@ -19,9 +19,11 @@ from .request_checks import check_patient, check_size, read_json, validate_reque
 from .responses import json_response
 from .runtime import runtime
 from .services import SERVICES
+from .store import StoreUnavailableError
 from .timing import elapsed_ms
 from .validation import check
 
+RETRY_AFTER_SECONDS = 30  # what a 503 asks an EHR to wait before resending feedback
 cds = Blueprint("cds", __name__)
 public = Blueprint("public", __name__)
 
@@ -104,7 +106,11 @@ def feedback(service_id: str) -> Response:
     if issues:
         raise ServiceError(400, issues)  # nothing of a request with a bad entry is stored
     received = feedback_entries(body)
-    stored = runtime().store.store_feedback(service_id, received)
+    try:
+        stored = runtime().store.store_feedback(service_id, received)
+    except StoreUnavailableError:
+        issue = Issue("transient", "Feedback could not be stored now; nothing was kept: retry")
+        raise ServiceError(503, [issue], {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
     logs.event(
         "feedback",
         service=service_id,

@@ -212,7 +212,7 @@ class Store:
                     return True
                 return False
         except sa.exc.SQLAlchemyError as error:
-            logs.event("jti-store-failed", logging.ERROR, error=type(error).__name__)
+            logs.event("jti-store-failed", logging.ERROR, **describe(error))
             return None
 
     # --- overrides honoured: topics hidden per patient for a period -------------------------
@@ -248,7 +248,7 @@ class Store:
             with self.engine.connect() as connection:
                 rows = connection.execute(query).all()
         except sa.exc.SQLAlchemyError as error:
-            logs.event("snooze-read-failed", logging.ERROR, error=type(error).__name__)
+            logs.event("snooze-read-failed", logging.ERROR, **describe(error))
             self._snoozes_loaded = time.monotonic()  # retried after the refresh period
             return
         snapshot: dict[str, dict[str, datetime]] = {}
@@ -335,13 +335,21 @@ class Store:
             }
             for c in cards
         ]
-        try:
-            with self.engine.begin() as connection:
-                connection.execute(_insert_ignoring_duplicates(self.engine, CARDS), rows)
-        except sa.exc.SQLAlchemyError as error:
-            logs.event(
-                "card-log-failed", logging.ERROR, cards=len(rows), error=type(error).__name__
-            )
+        for attempt, pause in enumerate((0.5, 1.0, 2.0, 4.0, None), 1):
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(_insert_ignoring_duplicates(self.engine, CARDS), rows)
+                return
+            except sa.exc.SQLAlchemyError as error:
+                logs.event(
+                    "card-log-failed" if pause is None else "card-log-retry",
+                    logging.ERROR if pause is None else logging.WARNING,
+                    cards=len(rows),
+                    attempt=attempt,
+                    **describe(error),
+                )
+                if pause is not None:
+                    time.sleep(pause)  # the writer thread waits; hook calls never do
 
     # --- feedback: written in the request, idempotently ------------------------------------
 
@@ -364,6 +372,19 @@ class Store:
         uuids = {e.card_uuid for e in entries}
         if not self._queue.empty():
             self.flush(timeout=2.0)  # a card issued moments ago is known, not "unknown"
+        try:
+            return self._store_feedback(rows, entries, uuids, now)
+        except sa.exc.SQLAlchemyError as error:
+            logs.event("feedback-store-failed", logging.ERROR, **describe(error))
+            raise StoreUnavailableError from None
+
+    def _store_feedback(
+        self,
+        rows: list[dict[str, Any]],
+        entries: Sequence[FeedbackEntry],
+        uuids: set[str],
+        now: datetime,
+    ) -> Stored:
         # RETURNING yields only the rows inserted: duplicates are skipped, not counted.
         insert = _insert_ignoring_duplicates(self.engine, FEEDBACK).returning(FEEDBACK.c.id)
         with self.engine.begin() as connection:
@@ -379,6 +400,18 @@ class Store:
 
 
 SNOOZE_REFRESH_SECONDS = 30.0
+
+
+class StoreUnavailableError(Exception):
+    """The store could not take the feedback; nothing of the request was stored."""
+
+
+def describe(error: BaseException) -> dict[str, str]:
+    """A store error for the log: its class and the driver's first line, without the SQL
+    parameters SQLAlchemy appends (they could hold a clinician's comment)."""
+    original = getattr(error, "orig", None) or error
+    first = str(original).strip().splitlines()[0] if str(original).strip() else ""
+    return {"error": type(original).__name__, "message": first[:300]}
 
 
 def _remember(

@@ -307,3 +307,53 @@ def test_workers_starting_at_once_on_a_fresh_database_all_start(tmp_path):
     for store in stores:
         assert migrate(store.engine) == MIGRATIONS[-1][0]
         store.close()
+
+
+# --- reliability (issue 17) ------------------------------------------------------------------
+
+
+def test_the_same_instant_written_three_ways_is_one_entry(app, client):
+    card = issue_cards(app, client)[0]
+    moments = ["2026-11-21T10:00:00Z", "2026-11-21T10:00:00.000Z", "2026-11-21T11:00:00+01:00"]
+    feedback = [overridden(card, at=moment) for moment in moments]
+    answer = client.post(FEEDBACK_URL, json={"feedback": feedback})
+    assert answer.json["new"] == 1
+
+
+def test_feedback_while_the_store_is_down_is_a_503_with_retry_after(app, client, monkeypatch):
+    store = app.extensions["alpha1_cds"].store
+    card = issue_cards(app, client)[0]
+
+    def down(*_args, **_kwargs):
+        raise sa.exc.OperationalError("INSERT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(store, "_store_feedback", down)
+    answer = client.post(FEEDBACK_URL, json={"feedback": [overridden(card)]})
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"] == "30"
+    assert answer.json["resourceType"] == "OperationOutcome"
+
+
+def test_issued_cards_are_retried_not_dropped(app, client, monkeypatch):
+    store = app.extensions["alpha1_cds"].store
+    real_begin, failures = store.engine.begin, {"left": 2}
+
+    def flaky_begin():
+        if failures["left"]:
+            failures["left"] -= 1
+            raise sa.exc.OperationalError("INSERT", {}, Exception("database is locked"))
+        return real_begin()
+
+    monkeypatch.setattr("cds_service.store.time.sleep", lambda _s: None)
+    monkeypatch.setattr(store.engine, "begin", flaky_begin)
+    cards = issue_cards(app, client)
+    monkeypatch.setattr(store.engine, "begin", real_begin)
+    stored = {row.card_uuid for row in rows(app, CARDS)}
+    assert {card["uuid"] for card in cards} <= stored
+
+
+def test_instants_at_the_edge_of_the_calendar_are_kept_as_sent():
+    from cds_service.feedback import normalised_instant
+
+    assert normalised_instant("0001-01-01T00:00:00+01:00") == "0001-01-01T00:00:00+01:00"
+    assert normalised_instant("2026-11-21T11:00:00+01:00") == "2026-11-21T10:00:00.000Z"

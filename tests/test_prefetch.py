@@ -440,3 +440,15 @@ def test_the_whole_allergy_answer_gives_the_contraindication(client):
     assert response.status_code == 200
     topics_found = topics(response)
     assert "augmentation-contraindicated" in topics_found
+
+
+def test_deeply_nested_json_from_the_fhir_server_is_412_not_500(client):
+    request = json.loads((FIXTURES / "requests" / f"{ANAPHYLAXIS}.json").read_text())
+    del request["prefetch"]["allergies"]
+    request |= {"fhirServer": FHIR, "fhirAuthorization": AUTH}
+    nested = '{"resourceType": "Bundle", "entry": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    with responses.RequestsMock() as mock:
+        mock.get(f"{FHIR}/AllergyIntolerance", body=nested, content_type="application/fhir+json")
+        response = client.post("/cds-services/aatd-order-sign", json=request)
+    assert response.status_code == 412
+    assert "nested too deeply" in response.json["issue"][0]["diagnostics"]
