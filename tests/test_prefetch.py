@@ -372,49 +372,37 @@ def _outcome_entry(severity: str) -> dict[str, Any]:
 # --- data that could not be had is never "no data" (issue 17) --------------------------------
 
 ANAPHYLAXIS = "order-sign-anaphylaxis"
+
+
+def _searchset_with_outcome(**issue: str) -> dict[str, Any]:
+    """A searchset whose only entry is an OperationOutcome with this issue."""
+    outcome = {"resourceType": "OperationOutcome", "issue": [issue]}
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"search": {"mode": "outcome"}, "resource": outcome}],
+    }
+
+
 UNUSABLE_ALLERGIES = {
     "not FHIR": {"hello": "world"},
-    "a warning that results were cut": {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "entry": [
-            {
-                "search": {"mode": "outcome"},
-                "resource": {
-                    "resourceType": "OperationOutcome",
-                    "issue": [
-                        {
-                            "severity": "warning",
-                            "code": "informational",
-                            "diagnostics": "results truncated by server",
-                        }
-                    ],
-                },
-            }
-        ],
-    },
+    "a warning that results were cut": _searchset_with_outcome(
+        severity="warning", code="informational", diagnostics="results truncated by server"
+    ),
     "a total above the entries": {"resourceType": "Bundle", "type": "searchset", "total": 5},
-    "an incomplete outcome": {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "entry": [
-            {
-                "search": {"mode": "outcome"},
-                "resource": {
-                    "resourceType": "OperationOutcome",
-                    "issue": [{"severity": "information", "code": "too-costly"}],
-                },
-            }
-        ],
-    },
+    "an incomplete outcome": _searchset_with_outcome(severity="information", code="too-costly"),
 }
+
+
+def _anaphylaxis_request() -> dict[str, Any]:
+    return json.loads((FIXTURES / "requests" / f"{ANAPHYLAXIS}.json").read_text())
 
 
 @pytest.mark.parametrize("answer", UNUSABLE_ALLERGIES)
 def test_an_unusable_allergy_search_is_412_never_supported(client, answer):
     """The anaphylaxis patient of the reliability review: with the allergies unusable the
     order is never 'supported'; the key is named in a 412."""
-    request = json.loads((FIXTURES / "requests" / f"{ANAPHYLAXIS}.json").read_text())
+    request = _anaphylaxis_request()
     del request["prefetch"]["allergies"]
     request |= {"fhirServer": FHIR, "fhirAuthorization": AUTH}
     with responses.RequestsMock() as mock:
@@ -426,7 +414,7 @@ def test_an_unusable_allergy_search_is_412_never_supported(client, answer):
 
 @pytest.mark.parametrize("answer", UNUSABLE_ALLERGIES)
 def test_an_unusable_prefetched_key_is_refetched_or_412(client, answer):
-    request = json.loads((FIXTURES / "requests" / f"{ANAPHYLAXIS}.json").read_text())
+    request = _anaphylaxis_request()
     request["prefetch"]["allergies"] = UNUSABLE_ALLERGIES[answer]
     response = client.post("/cds-services/aatd-order-sign", json=request)
     # 400 when the request schema already refuses it (JSON that is not FHIR), else 412.
@@ -435,7 +423,7 @@ def test_an_unusable_prefetched_key_is_refetched_or_412(client, answer):
 
 
 def test_the_whole_allergy_answer_gives_the_contraindication(client):
-    request = json.loads((FIXTURES / "requests" / f"{ANAPHYLAXIS}.json").read_text())
+    request = _anaphylaxis_request()
     response = client.post("/cds-services/aatd-order-sign", json=request)
     assert response.status_code == 200
     topics_found = topics(response)
@@ -443,7 +431,7 @@ def test_the_whole_allergy_answer_gives_the_contraindication(client):
 
 
 def test_deeply_nested_json_from_the_fhir_server_is_412_not_500(client):
-    request = json.loads((FIXTURES / "requests" / f"{ANAPHYLAXIS}.json").read_text())
+    request = _anaphylaxis_request()
     del request["prefetch"]["allergies"]
     request |= {"fhirServer": FHIR, "fhirAuthorization": AUTH}
     nested = '{"resourceType": "Bundle", "entry": ' + "[" * 100_000 + "]" * 100_000 + "}"
