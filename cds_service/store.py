@@ -158,7 +158,8 @@ class Store:
         self.snooze_days = dict(snooze_days or {})
         self._snoozes: dict[str, dict[str, datetime]] = {}
         self._snoozes_loaded = float("-inf")
-        self._snoozes_lock = threading.Lock()
+        self._snoozes_lock = threading.Lock()  # guards updates from stored feedback
+        self._reloading = threading.Lock()  # one reload at a time, never waited for
         self._queue: queue.Queue[IssuedCard | threading.Event] = queue.Queue(maxsize=10_000)
         self._writer = threading.Thread(target=self._write_issued, name="card-log", daemon=True)
         self._writer.start()
@@ -232,11 +233,16 @@ class Store:
         )
 
     def _snoozes_now(self) -> dict[str, dict[str, datetime]]:
+        """The current snapshot. One thread reloads it when it is due; the others keep using
+        the one they have and never wait, so a slow or frozen database never holds a hook."""
         if time.monotonic() - self._snoozes_loaded < SNOOZE_REFRESH_SECONDS:
             return self._snoozes
-        with self._snoozes_lock:
-            if time.monotonic() - self._snoozes_loaded >= SNOOZE_REFRESH_SECONDS:
-                self._reload_snoozes()
+        if self._reloading.acquire(blocking=False):
+            try:
+                if time.monotonic() - self._snoozes_loaded >= SNOOZE_REFRESH_SECONDS:
+                    self._reload_snoozes()
+            finally:
+                self._reloading.release()
         return self._snoozes
 
     def _reload_snoozes(self) -> None:
@@ -400,6 +406,7 @@ class Store:
 
 
 SNOOZE_REFRESH_SECONDS = 30.0
+STORE_WAIT_SECONDS = 3
 
 
 class StoreUnavailableError(Exception):
@@ -453,7 +460,17 @@ def _engine(url: str) -> sa.Engine:
             cursor.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    # Bounded waits: a database that does not answer fails a call in seconds instead of
+    # holding its thread (connect, each statement, and a free connection from the pool).
+    return sa.create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_timeout=STORE_WAIT_SECONDS,
+        connect_args={
+            "connect_timeout": STORE_WAIT_SECONDS,
+            "options": f"-c statement_timeout={STORE_WAIT_SECONDS * 1000}",
+        },
+    )
 
 
 def _insert_ignoring_duplicates(engine: sa.Engine, table: sa.Table) -> Any:

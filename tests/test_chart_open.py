@@ -236,3 +236,30 @@ def test_spirometry_is_ordered_by_its_snomed_code(client):
     ]
     assert spirometry
     assert spirometry[0]["code"]["coding"][0]["code"] == "127783003"
+
+
+def test_a_stuck_snapshot_reload_holds_no_other_hook(app, monkeypatch):
+    """A frozen database may hold the one thread that reloads overrides; every other hook
+    call goes on with the snapshot it has."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = app.extensions["alpha1_cds"].store
+    started, release = threading.Event(), threading.Event()
+
+    def stuck_reload():
+        started.set()
+        release.wait(10)
+
+    monkeypatch.setattr(store, "_reload_snoozes", stuck_reload)
+    store._snoozes_loaded = float("-inf")
+    reloading = threading.Thread(target=store.hidden_topics, args=("a-patient-key",))
+    reloading.start()
+    try:
+        assert started.wait(5)
+        with ThreadPoolExecutor(1) as pool:
+            other = pool.submit(store.hidden_topics, "a-patient-key")
+            assert other.result(timeout=5) == frozenset()  # answered while the reload is stuck
+    finally:
+        release.set()
+        reloading.join(5)
