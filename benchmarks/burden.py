@@ -20,6 +20,7 @@ from typing import Any
 from cds_service.pipeline import evaluate
 from fhir_mappings.fhirjson import bundle_resources
 from hooks import Policy
+from hooks.checklist import REMINDERS
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "patients"
 AS_OF = date(2026, 11, 21)  # the fixtures' dates are relative to this day
@@ -62,14 +63,7 @@ def measure(reminders: str = "checklist") -> dict[str, Any]:
         1
         for cards in opens.values()
         for card in cards
-        if card["source"]["topic"]["code"]
-        in (
-            "spirometry-due",
-            "liver-monitoring",
-            "vaccinations-due",
-            "family-testing",
-            "smoking-status-unknown",
-        )
+        if card["source"]["topic"]["code"] in REMINDERS
     )
     without_code = Counter(label for cards in opens.values() for c in cards for label in uncoded(c))
     return {

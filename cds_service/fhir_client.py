@@ -163,14 +163,14 @@ class FhirClient:
         if kind != "Bundle":
             result.resources.append(dict(body))
             return
-        for severity, text in bundle_outcomes(body):
+        outcomes = bundle_outcomes(body)
+        for severity, text in outcomes:
             if severity in FAILED_SEVERITIES:
                 raise FetchError(f"the FHIR server reported an error: {text}".rstrip(": "))
         why = unusable({**body, "link": [], "total": None})  # totals are checked at the end
         if why:
             raise FetchError(why)
-        for severity, text in bundle_outcomes(body):
-            result.notes.append(f"FHIR server note ({severity}): {text}".rstrip(": "))
+        result.notes += [f"FHIR server note ({sev}): {text}".rstrip(": ") for sev, text in outcomes]
         result.matches += match_count(body)
         result.resources.extend(bundle_resources(body))
 

@@ -75,9 +75,9 @@ def key_state(value: Any, query: Query, missing: bool) -> KeyState:
         severities = {severity for severity, _ in bundle_outcomes(value)}
         if severities & FAILED_SEVERITIES:
             return KeyState.FAILED
-        if severities and unusable(value) is None:
-            return KeyState.ADVISORY  # Epic's "no results" information entries
-        return KeyState.FAILED if unusable(value) else KeyState.DATA
+        if unusable(value):
+            return KeyState.FAILED
+        return KeyState.ADVISORY if severities else KeyState.DATA  # Epic's "no results"
     # A read answered by its resource type; anything else is not what was asked for.
     return KeyState.DATA if not search and kind == query.resource_type else KeyState.FAILED
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import requests
 
-from fhir_mappings.fhirjson import bundle_resources
+from .demo import transaction
 
 STARTUP_SECONDS = 60
 
@@ -84,21 +84,9 @@ class SekmetServer:
 
     def load(self, bundle: dict[str, Any]) -> None:
         """Store every resource of a Bundle with one transaction of PUTs."""
-        entries = [
-            {
-                "resource": resource,
-                "request": {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"},
-            }
-            for resource in bundle_resources(bundle)
-        ]
-        transaction: dict[str, Any] = {
-            "resourceType": "Bundle",
-            "type": "transaction",
-            "entry": entries,
-        }
         response = requests.post(
             self.base,
-            json=transaction,
+            json=transaction(bundle),
             headers={"Content-Type": "application/fhir+json"},
             timeout=30,
         )

@@ -154,7 +154,7 @@ class Store:
     ) -> None:
         self.engine = _engine(url)
         migrate(self.engine)
-        self._key = (patient_hash_key or self._generated_key()).encode()
+        self._key = (patient_hash_key or generated_key(self.engine)).encode()
         self.snooze_days = dict(snooze_days or {})
         self._snoozes: dict[str, dict[str, datetime]] = {}
         self._snoozes_loaded = float("-inf")
@@ -164,18 +164,6 @@ class Store:
         self._writer = threading.Thread(target=self._write_issued, name="card-log", daemon=True)
         self._writer.start()
         atexit.register(self.close)
-
-    def _generated_key(self) -> str:
-        """The patient-hash key made at first start and kept in the database, so that it
-        works out of the box and every instance sharing the database hashes alike."""
-        made = secrets.token_hex(32)
-        with self.engine.begin() as connection:
-            insert = _insert_ignoring_duplicates(self.engine, SECRETS)
-            connection.execute(insert, [{"name": "patient_hash_key", "value": made}])
-            stored = connection.scalar(
-                sa.select(SECRETS.c.value).where(SECRETS.c.name == "patient_hash_key")
-            )
-        return str(stored)
 
     # --- issued cards: queued, written in the background -----------------------------------
 
@@ -439,13 +427,21 @@ def prepare_store(url: str) -> None:
     engine = _engine(url)
     try:
         migrate(engine)
-        with engine.begin() as connection:
-            insert = _insert_ignoring_duplicates(engine, SECRETS)
-            connection.execute(
-                insert, [{"name": "patient_hash_key", "value": secrets.token_hex(32)}]
-            )
+        generated_key(engine)
     finally:
         engine.dispose()
+
+
+def generated_key(engine: sa.Engine) -> str:
+    """The patient-hash key made at first start and kept in the database (insert-or-keep),
+    so that it works out of the box and every instance sharing the database hashes alike."""
+    with engine.begin() as connection:
+        insert = _insert_ignoring_duplicates(engine, SECRETS)
+        connection.execute(insert, [{"name": "patient_hash_key", "value": secrets.token_hex(32)}])
+        stored = connection.scalar(
+            sa.select(SECRETS.c.value).where(SECRETS.c.name == "patient_hash_key")
+        )
+    return str(stored)
 
 
 def _engine(url: str) -> sa.Engine:

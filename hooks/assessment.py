@@ -15,7 +15,7 @@ from fhir_mappings.aat import constants
 
 from .knowledge import thresholds
 from .policy import Policy
-from .reasons import FACTS
+from .reasons import FACTS, shown_value
 from .recommendation import Reason
 
 SEVERE = "severe"
@@ -153,8 +153,7 @@ def iga_deficient(facts: PatientFacts) -> Reason | None:
     iga = facts.latest("iga")
     # A bound that cannot rule deficiency out ("< 20 mg/dL") counts: anti-IgA is then asked for.
     if iga is not None and iga.below(thresholds().iga_deficient_mg_dl) is not False:
-        value = f"{iga.comparator or ''}{iga.value:g}"
-        return Reason(FACTS("iga_level", value=value), iga.source)
+        return Reason(FACTS("iga_level", value=shown_value(iga)), iga.source)
     return None
 
 

@@ -45,9 +45,13 @@ def measurement_reason(label: str, measurement: Measurement | None) -> Reason | 
     if measurement is None:
         return None
     unit = "" if measurement.unit in ("1", "") else f" {measurement.unit}"
-    value = f"{measurement.comparator or ''}{round(measurement.value, 2):g}"
-    text = FACTS("measurement", label=label, value=value, unit=unit)
+    text = FACTS("measurement", label=label, value=shown_value(measurement), unit=unit)
     return Reason(text, measurement.source)
+
+
+def shown_value(measurement: Measurement) -> str:
+    """The value as the lab reported it: its comparator kept ("<20"), no false precision."""
+    return f"{measurement.comparator or ''}{round(measurement.value, 2):g}"
 
 
 def finding_reason(label: str, finding: CodedFinding | None) -> Reason | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import actions
 from ..context import Context
 from ..knowledge import statements, thresholds
-from ..reasons import measurement_reason, order_reasons, reasons
+from ..reasons import measurement_reason, order_reasons, reasons, shown_value
 from ..recommendation import Recommendation
 from .criteria import AAAAI, ONTARIO, WORDS
 
@@ -62,7 +62,7 @@ def trough_low(ctx: Context) -> Recommendation | None:
         return None
     return Recommendation(
         topic="immunoglobulin-trough-low",
-        summary=WORDS("trough_low.summary", value=f"{igg.comparator or ''}{igg.value:g}"),
+        summary=WORDS("trough_low.summary", value=shown_value(igg)),
         advice=WORDS("trough_low.advice"),
         evidence=statements(ONTARIO),
         reasons=(*reasons(measurement_reason("IgG", igg)), *order_reasons(list(ig.on_replacement))),
