@@ -5,9 +5,9 @@ typical ~300, large ~520 of which ~500 Observations, heavy ~3000):
 
 - in process: map + rules + render (p50/p99), and the floor: json.loads of the request
   plus json.dumps of the response, so each figure reads as a ratio to it;
-- over HTTP against ``alpha1-cds serve`` (gunicorn) on loopback: sequential (p50/p99) and
+- over HTTP against ``alpha1-cds serve`` (granian) on loopback: sequential (p50/p99) and
   8 concurrent clients (p50/p99, requests per second, errors), bounded in count and time;
-- peak memory (VmHWM) of each gunicorn worker after the load;
+- peak memory (VmHWM) of each worker after the load;
 - no prefetch: six FHIR queries against sekmet-fhir behind a 200 ms delaying proxy.
 
 Prints a table and writes ``benchmarks/results/latest.json``. Nothing here asserts: the
@@ -22,9 +22,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from datetime import date
@@ -35,7 +32,7 @@ from benchmarks.patients import generate
 from cds_service.pipeline import evaluate
 from fhir_mappings.fhirjson import bundle_resources
 from tests.support.builders import hook_request
-from tests.support.fhir_server import free_port
+from tests.support.served import Served
 
 RESULTS = Path(__file__).parent / "results"
 SIZES = {"small": (20, 0.6), "typical": (300, 0.9), "large": (520, 0.96), "heavy": (3000, 0.95)}
@@ -74,49 +71,6 @@ def in_process(bundle: dict[str, Any], runs: int) -> dict[str, Any]:
         "ratio_to_floor": round(stats["p50_ms"] / floor_p50, 1),
         "cards": len(result.topics),
     }
-
-
-class Server:
-    """``alpha1-cds serve`` (gunicorn) on a free loopback port, auth off as for a developer."""
-
-    def __init__(self, workers: int) -> None:
-        self.port = free_port()
-        folder = tempfile.mkdtemp(prefix="alpha1-bench-")
-        env = {**os.environ, "ALPHA1_CDS_DATABASE_URL": f"sqlite:///{folder}/cards.sqlite"}
-        command = [
-            str(Path(sys.executable).with_name("alpha1-cds")),
-            "serve",
-            "--port",
-            str(self.port),
-            "--workers",
-            str(workers),
-        ]
-        self.process = subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-                connection.request("GET", "/healthz")
-                if connection.getresponse().status == 200:
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("alpha1-cds serve did not start")
-
-    def workers_peak_memory_mb(self) -> list[float]:
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text()
-        peaks = []
-        for pid in children.split():
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peaks.append(round(int(line.split()[1]) / 1024, 1))
-        return peaks
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=15)
 
 
 def _post(connection: http.client.HTTPConnection, body: bytes) -> tuple[int, float]:
@@ -196,7 +150,9 @@ def main() -> None:
             for name, b in bundles.items()
         },
     }
-    server = Server(args.workers)
+    server = Served(args.workers)
+    if not server.wait_healthy():
+        raise RuntimeError(f"alpha1-cds serve did not start:\n{server.stderr()}")
     try:
         bodies = {name: json.dumps(hook_request(b)).encode() for name, b in bundles.items()}
         report["http_sequential"] = {
@@ -236,7 +192,7 @@ def print_table(report: dict[str, Any]) -> None:
             f"{name:32}{report['resources'][name]:>10}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
             f"{row['floor_p50_ms']:>10.2f}{row['ratio_to_floor']:>9}"
         )
-    print(f"\n{'HTTP sequential (gunicorn)':32}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    print(f"\n{'HTTP sequential (granian)':32}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
     for name, row in report["http_sequential"].items():
         print(f"{name:32}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}{row['errors']:>8}")
     print(

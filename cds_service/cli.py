@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import sys
@@ -18,6 +17,9 @@ from .config import ConfigError, Settings
 from .pipeline import evaluate
 from .services import SERVICES
 
+# Milliseconds a client may take to send its request line and headers (granian closes the
+# connection after); the body has its own limit, `body_timeout`.
+HEADER_READ_TIMEOUT_MS = 5000
 HOOKS = sorted({service.hook for service in SERVICES.values()})
 
 
@@ -25,11 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="alpha1-cds", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the CDS service (gunicorn)")
+    serve = commands.add_parser("serve", help="run the CDS service (granian)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=_default_workers())
-    serve.add_argument("--threads", type=int, default=4, help="threads per worker")
+    serve.add_argument(
+        "--threads", type=int, help="threads per worker running requests (request_threads)"
+    )
     serve.add_argument("--config", help="TOML settings file (default: $ALPHA1_CDS_CONFIG)")
 
     run = commands.add_parser("evaluate", help="print the cards for a FHIR Bundle, offline")
@@ -83,39 +87,41 @@ def _default_workers() -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gunicorn.app.base import BaseApplication
+    """granian with the bridge in cds_service/serving.py (why: that module's docstring)."""
+    from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.http import HTTP1Settings
+    from granian.log import LogLevels
+    from granian.server import Server
 
-    from .app import create_app
     from .store import prepare_store
 
-    settings = _serving_settings(Settings.load(path=args.config), args.host)
+    if args.config:
+        os.environ["ALPHA1_CDS_CONFIG"] = args.config
+    if args.threads is not None:
+        os.environ["ALPHA1_CDS_REQUEST_THREADS"] = str(args.threads)
+    settings = _serving_settings(Settings.load(), args.host)
+    # Workers load their settings from the environment; the mode decided here goes with it.
+    os.environ["ALPHA1_CDS_AUTH_MODE"] = str(settings.auth_mode)
     logs.configure(settings.log_level)
     # The schema and the generated key, once, before any worker starts (workers then find
     # them done; migrate() is race-safe as well, for servers that do not do this).
     prepare_store(settings.database_url)
-
-    class Server(BaseApplication):
-        def load_config(self) -> None:
-            self.cfg.set("bind", f"{args.host}:{args.port}")
-            self.cfg.set("workers", args.workers)
-            self.cfg.set("threads", args.threads)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("timeout", 30)
-            self.cfg.set("graceful_timeout", 10)
-            self.cfg.set("accesslog", None)  # our own structured log says what is needed
-            # gunicorn's control socket sits at one fixed path per user; two instances clash.
-            if "control_socket_disable" in self.cfg.settings:
-                self.cfg.set("control_socket_disable", True)
-
-        def load(self) -> Any:
-            logs.configure(settings.log_level)
-            app = create_app(settings)
-            # Everything loaded so far lives as long as the worker: keep it out of the
-            # collector's full scans, which otherwise show as tail latency on big requests.
-            gc.freeze()
-            return app
-
-    Server().run()
+    Server(
+        "cds_service.serving:application",
+        factory=True,
+        address=args.host,
+        port=args.port,
+        interface=Interfaces.RSGI,
+        workers=args.workers,
+        loop=Loops.auto,
+        http=HTTPModes.http1,
+        websockets=False,
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
+        log_level=LogLevels.warning,
+        log_dictconfig=logs.GRANIAN_LOGGING,
+        respawn_failed_workers=True,
+        workers_kill_timeout=10,
+    ).serve()
     return 0
 
 

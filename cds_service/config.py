@@ -100,6 +100,10 @@ class Settings:
     fhir_parallel: int = 8
     # Largest request body accepted, in bytes.
     max_body_bytes: int = 5 * 1024 * 1024
+    # Seconds a client may take to send its request body (408 after), and the threads per
+    # worker that run requests once they have fully arrived (`alpha1-cds serve`).
+    body_timeout: float = 10.0
+    request_threads: int = 8
     log_level: str = "INFO"
     # Clinical policy where guidelines differ (README "Policy").
     fev1_window: str = DEFAULT_FEV1_WINDOW
@@ -135,10 +139,10 @@ class Settings:
     snooze_days: Mapping[str, int] = field(default_factory=lambda: dict(SNOOZE_DAYS))
 
     def __post_init__(self) -> None:
-        for name in ("fhir_timeout", "fhir_deadline"):
+        for name in ("fhir_timeout", "fhir_deadline", "body_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
-        for name in ("fhir_max_pages", "fhir_parallel", "max_body_bytes"):
+        for name in ("fhir_max_pages", "fhir_parallel", "max_body_bytes", "request_threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         if "*" in self.cors_origins and self.cors_allow_credentials:

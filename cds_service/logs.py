@@ -50,5 +50,19 @@ def configure(level: str) -> None:
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
+# granian's own lines (start, stop, worker failures) as JSON lines on stderr too.
+GRANIAN_LOGGING: dict[str, Any] = {
+    "formatters": {"generic": {"()": "cds_service.logs.JsonFormatter"}},
+    "handlers": {
+        "console": {
+            "formatter": "generic",
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stderr",
+        },
+        "access": {"class": "logging.NullHandler"},
+    },
+}
+
+
 def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
     LOGGER.log(level, name, extra={"fields": fields})

@@ -97,8 +97,14 @@ def gather(
     queries: Mapping[str, Query],
     settings: Settings,
     executor: Executor,
+    arrival: float | None = None,
 ) -> Gathered:
-    deadline = time.monotonic() + settings.fhir_deadline
+    """The data of every key, or a 412 naming the keys that could not be had.
+
+    ``arrival`` (``time.monotonic()``): when the request arrived; the deadline counts from
+    it, so time spent waiting for a thread is part of the budget, not added to it.
+    """
+    deadline = (time.monotonic() if arrival is None else arrival) + settings.fhir_deadline
     prefetch = request.get("prefetch") or {}
     client, why_not = _client(request, settings)
     gathered = Gathered()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Blueprint, Response, g
+from flask import Blueprint, Response, g, request
 
 from . import logs
 from .errors import Issue, ServiceError
@@ -20,7 +20,7 @@ from .responses import json_response
 from .runtime import runtime
 from .services import SERVICES
 from .store import StoreUnavailableError
-from .timing import elapsed_ms
+from .timing import arrived, elapsed_ms
 from .validation import check
 
 RETRY_AFTER_SECONDS = 30  # what a 503 asks an EHR to wait before resending feedback
@@ -53,7 +53,8 @@ def invoke(service_id: str) -> Response:
     validate_request(body, service)
     check_size(body, runtime().settings.max_resources)
     parse_ms = elapsed_ms(started)
-    gathered = gather(body, service.queries, runtime().settings, runtime().executor)
+    settings, executor = runtime().settings, runtime().executor
+    gathered = gather(body, service.queries, settings, executor, arrived(request.environ))
     gather_ms = elapsed_ms(started) - parse_ms
     context = body["context"]
     patient_id = context["patientId"]

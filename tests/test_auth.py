@@ -314,7 +314,7 @@ def _required(database_url: str, **client):
 
 
 def test_a_jti_is_accepted_once_across_workers(tmp_path):
-    """Two app instances on one database stand for two gunicorn workers (or instances)."""
+    """Two app instances on one database stand for two workers (or instances)."""
     url = f"sqlite:///{tmp_path}/shared.sqlite"
     first, second = _required(url), _required(url)
     replayed = token(EC, DISCOVERY)

@@ -151,6 +151,17 @@ BODIES = st.one_of(
     ),
     st.integers(1, 5000).map(lambda n: b"[" * n + b"]" * n),
     st.integers(1, 200_000).map(lambda n: json.dumps({"hook": "x" * n}).encode()),
+    # Integers past Python's int-conversion limit (4,300 digits), anywhere in the body.
+    st.builds(
+        _mutated,
+        st.lists(st.sampled_from(["context", "prefetch", "entry", "valueQuantity"]), min_size=1),
+        st.just("HUGE"),
+    ).map(lambda b: b.replace(b'"HUGE"', b"9" * 5000)),
+    st.integers(4000, 9000).map(lambda n: b'{"hook": "patient-view", "n": ' + b"7" * n + b"}"),
+    # Lone UTF-16 surrogates as JSON escapes, in keys and values.
+    st.sampled_from(["\\ud800", "\\udfff", "a\\udc00b"]).map(
+        lambda s: ('{"hook": "' + s + '", "' + s + '": 1}').encode()
+    ),
 )
 
 

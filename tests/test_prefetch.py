@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 
+from cds_service.timing import ARRIVAL
 from fhir_mappings import QUERIES
 
 from .support.builders import (
@@ -337,6 +338,20 @@ def test_a_slow_fhir_server_hits_the_deadline_with_412(client, bundle):
     assert response.status_code == 412
     assert "deadline" in response.json["issue"][0]["diagnostics"]
     assert elapsed < 2.4
+
+
+def test_the_deadline_counts_from_arrival_not_from_when_a_thread_was_free(client, bundle, fhir):
+    """Issue 17 item 9: a request that waited 3 s for a thread (the test app's deadline is
+    2 s) is answered 412 at once, not given a fresh 2 s on top."""
+    request = hook_request(bundle, fhirServer=FHIR, fhirAuthorization=AUTH)
+    del request["prefetch"]["conditions"]
+    arrived_long_ago = {ARRIVAL: time.monotonic() - 3.0}
+    response = client.post(SERVICE, json=request, environ_base=arrived_long_ago)
+    assert response.status_code == 412
+    assert "deadline" in response.json["issue"][0]["diagnostics"]
+    assert fhir_calls(fhir) == []
+    # The same request, just arrived, is answered from the server.
+    assert client.post(SERVICE, json=request).status_code == 200
 
 
 def test_unreachable_fhir_server_is_412(client, bundle):

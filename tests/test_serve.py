@@ -1,56 +1,156 @@
-"""``alpha1-cds serve``: gunicorn serving the app, as in production."""
+"""``alpha1-cds serve`` as deployed: granian workers, attacked by slow clients, started fresh.
+
+The attacks are those of the security review (issue 14 finding 1, issue 17 item 12): under
+gunicorn's threaded workers a few dozen connections that send their headers or their body
+a byte at a time left no thread for anyone else. Each case is bounded in connections and
+seconds.
+"""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import json
+import select
+import socket
+import threading
 import time
-from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 import requests
 
 from .support.builders import hook_request, load_bundle
 from .support.conformance import assert_conformant
-from .support.fhir_server import free_port
+from .support.served import Served
+
+SLOW_CONNECTIONS = 60
+BODY_TIMEOUT_S = 2
+PATIENT_VIEW = "/cds-services/aatd-patient-view"
 
 
 @pytest.fixture(scope="module")
-def served() -> str:
-    port = free_port()
-    command = [
-        str(Path(sys.executable).with_name("alpha1-cds")),
-        "serve",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+def served() -> Iterator[Served]:
+    server = Served(workers=2, env={"ALPHA1_CDS_BODY_TIMEOUT": str(BODY_TIMEOUT_S)})
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{base}/healthz", timeout=1).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.2)
-        else:
-            pytest.fail("alpha1-cds serve did not come up")
-        yield base
+        assert server.wait_healthy(), server.stderr()
+        yield server
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        server.stop()
 
 
 def test_serve_answers_discovery_and_hooks(served):
-    response = requests.get(f"{served}/cds-services", timeout=5)
+    response = requests.get(f"{served.base}/cds-services", timeout=5)
     assert response.status_code == 200
     assert_conformant("GET", "/cds-services", 200, response.json())
     request = hook_request(load_bundle("testing-copd-untested"))
-    response = requests.post(f"{served}/cds-services/aatd-patient-view", json=request, timeout=5)
+    response = requests.post(f"{served.base}{PATIENT_VIEW}", json=request, timeout=5)
     assert response.status_code == 200
-    assert_conformant("POST", "/cds-services/aatd-patient-view", 200, response.json())
-    assert response.headers["Server"].startswith("gunicorn")
+    assert_conformant("POST", PATIENT_VIEW, 200, response.json())
+    assert response.headers["Server"] == "granian"
     assert response.json()["cards"][0]["source"]["topic"]["code"] == "aatd-testing-recommended"
+
+
+@dataclass
+class SlowClient:
+    """One connection that sends its request a little at a time, until the server acts."""
+
+    port: int
+    body: bool  # drip the body (headers sent whole) rather than the headers
+    seconds: float = 10.0
+    answer: bytes = b""
+    closed_after: float | None = None
+
+    def run(self) -> None:
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+            head = f"POST {PATIENT_VIEW} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            if self.body:
+                head += "Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n"
+            sock.sendall(head.encode())
+            while time.monotonic() - started < self.seconds:
+                try:
+                    sock.sendall(b"{" if self.body else b"X-Slow: 1\r\n")
+                except OSError:
+                    break
+                readable, _, _ = select.select([sock], [], [], 0.5)
+                if readable:
+                    self.answer = _read_all(sock)
+                    break
+            self.closed_after = time.monotonic() - started
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except OSError:
+        pass
+    return b"".join(chunks)
+
+
+def _attack(served: Served, body: bool) -> tuple[list[SlowClient], list[float]]:
+    """SLOW_CONNECTIONS slow clients; meanwhile 10 real hook calls, each timed."""
+    clients = [SlowClient(served.port, body) for _ in range(SLOW_CONNECTIONS)]
+    threads = [threading.Thread(target=client.run) for client in clients]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)  # every slow connection is open and holding whatever it can
+    request = hook_request(load_bundle("testing-copd-untested"))
+    answered = []
+    with requests.Session() as session:
+        for _ in range(10):
+            started = time.monotonic()
+            response = session.post(f"{served.base}{PATIENT_VIEW}", json=request, timeout=3)
+            assert response.status_code == 200
+            answered.append(time.monotonic() - started)
+    for thread in threads:
+        thread.join(timeout=15)
+    return clients, answered
+
+
+def test_slow_headers_leave_every_thread_free(served):
+    clients, answered = _attack(served, body=False)
+    assert max(answered) < 1.0, answered
+    # granian closes a connection whose headers take longer than 5 s to arrive.
+    assert all(c.closed_after is not None and c.closed_after < 8 for c in clients)
+
+
+def test_slow_bodies_leave_every_thread_free_and_get_a_408(served):
+    clients, answered = _attack(served, body=True)
+    assert max(answered) < 1.0, answered
+    for client in clients:
+        assert client.answer.startswith(b"HTTP/1.1 408"), client.answer[:80]
+        outcome = json.loads(client.answer.split(b"\r\n\r\n", 1)[1])
+        assert outcome["resourceType"] == "OperationOutcome"
+        assert "not received within 2 s" in outcome["issue"][0]["diagnostics"]
+
+
+def test_a_declared_oversized_body_is_refused_unread(served):
+    with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
+        sock.sendall(
+            f"POST {PATIENT_VIEW} HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n".encode()
+        )
+        answer = _read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b"OperationOutcome" in answer
+
+
+def test_the_log_is_json_lines_with_no_traceback(served):
+    requests.post(f"{served.base}{PATIENT_VIEW}", data=b"\xff{", timeout=5)
+    lines = served.stderr().splitlines()
+    assert lines
+    for line in lines:
+        entry = json.loads(line)
+        assert "Traceback" not in line, entry
+
+
+def test_twenty_fresh_starts_with_four_workers_all_come_up():
+    """Finding 2: on a fresh database, workers racing to migrate killed the server."""
+    for attempt in range(20):
+        server = Served(workers=4)
+        try:
+            assert server.wait_healthy(), f"start {attempt}: {server.stderr()}"
+            assert "Traceback" not in server.stderr()
+        finally:
+            server.stop()

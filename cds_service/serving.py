@@ -1,0 +1,194 @@
+"""The serving stack: granian's Rust HTTP server in front, the Flask app on a bounded pool.
+
+Why not a plain WSGI server: a WSGI server hands a request to a thread as soon as its
+headers arrive, and the thread then blocks reading the body. Clients that send their body a
+byte at a time (or never) park every thread, and nothing else is answered (issue 14
+finding 1, issue 17 item 12). Here granian reads headers (with its own header-read
+timeout) and this bridge reads the body on the event loop, where a waiting client costs a
+coroutine, not a thread: under a size cap and a deadline (413 / 408 with an
+OperationOutcome). Only complete requests reach the thread pool that runs the app.
+
+The bridge also stamps each request with its arrival time (``ARRIVAL``), so the hook's
+deadline counts time spent queued for a thread, and answers a failure of the app itself
+with an OperationOutcome instead of a server's HTML page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from . import logs
+from .config import Settings
+from .timing import ARRIVAL
+
+Headers = list[tuple[str, str]]
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class Scope(Protocol):
+    """What the bridge reads of granian's RSGI scope."""
+
+    proto: str
+    http_version: str
+    client: str
+    server: str
+    scheme: str
+    method: str
+    path: str
+    query_string: str
+
+    @property
+    def headers(self) -> Any: ...
+
+
+class BodyTooLargeError(Exception):
+    """The body is larger than ``max_body_bytes``."""
+
+
+class WsgiBridge:
+    """An RSGI application running a WSGI app once its request has fully arrived."""
+
+    def __init__(
+        self, app: WsgiApp, *, threads: int, body_timeout: float, max_body_bytes: int
+    ) -> None:
+        self.app = app
+        self.body_timeout = body_timeout
+        self.max_body_bytes = max_body_bytes
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="request")
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Granian calls this once per worker; nothing to prepare."""
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=False)
+
+    async def __rsgi__(self, scope: Scope, protocol: Any) -> None:
+        arrival = time.monotonic()
+        if scope.proto != "http":  # websockets are off; nothing else is served
+            protocol.response_empty(400, [])
+            return
+        try:
+            body = await asyncio.wait_for(self._read_body(scope, protocol), self.body_timeout)
+        except BodyTooLargeError:
+            _refuse(protocol, 413, "too-long", f"request body over {self.max_body_bytes} bytes")
+            return
+        except TimeoutError:
+            message = f"request body not received within {self.body_timeout:g} s"
+            _refuse(protocol, 408, "timeout", message)
+            return
+        except Exception:  # the client went away mid-body: nobody to answer
+            return
+        environ = wsgi_environ(scope, body, arrival)
+        loop = asyncio.get_running_loop()
+        status, headers, payload = await loop.run_in_executor(self.pool, self._call, environ)
+        protocol.response_bytes(status, headers, payload)
+
+    async def _read_body(self, scope: Scope, protocol: Any) -> bytes:
+        declared = scope.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise BodyTooLargeError
+        if declared is not None and declared.isdigit() and int(declared) == 0:
+            return b""
+        chunks, size = [], 0
+        async for chunk in protocol:
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise BodyTooLargeError
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _call(self, environ: dict[str, Any]) -> tuple[int, Headers, bytes]:
+        started: list[Any] = []
+
+        def start_response(status: str, headers: Headers, exc_info: Any = None) -> None:
+            started[:] = [int(status[:3]), headers]
+
+        try:
+            result = self.app(environ, start_response)
+            try:
+                payload = b"".join(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+            return started[0], started[1], payload
+        except Exception as error:  # Flask answers its own errors; this is the last resort
+            logs.event("error", logging.ERROR, status=500, errorClass=type(error).__name__)
+            return (
+                500,
+                [("Content-Type", "application/fhir+json")],
+                _outcome("exception", "internal error"),
+            )
+
+
+def wsgi_environ(scope: Scope, body: bytes, arrival: float) -> dict[str, Any]:
+    """PEP 3333 environ for a request whose body has been read in full."""
+    server_host, _, server_port = scope.server.rpartition(":")
+    client_host = scope.client.rpartition(":")[0].strip("[]")
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": scope.method,
+        "SCRIPT_NAME": "",
+        # RSGI gives the decoded path as text; WSGI wants it as latin-1 code points.
+        "PATH_INFO": scope.path.encode("utf-8", "surrogateescape").decode("latin-1"),
+        "QUERY_STRING": scope.query_string,
+        "SERVER_NAME": server_host.strip("[]"),
+        "SERVER_PORT": server_port,
+        "SERVER_PROTOCOL": f"HTTP/{scope.http_version}",
+        "REMOTE_ADDR": client_host,
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scope.scheme,
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        ARRIVAL: arrival,
+    }
+    for name, value in scope.headers.items():
+        key = name.upper().replace("-", "_")
+        if key == "CONTENT_LENGTH":
+            continue
+        key = key if key == "CONTENT_TYPE" else f"HTTP_{key}"
+        environ[key] = f"{environ[key]}, {value}" if key in environ else value
+    return environ
+
+
+def _refuse(protocol: Any, status: int, code: str, message: str) -> None:
+    logs.event("error", logging.WARNING, status=status, where=[code])
+    headers = [("Content-Type", "application/fhir+json"), ("Connection", "close")]
+    protocol.response_bytes(status, headers, _outcome(code, message))
+
+
+def _outcome(code: str, message: str) -> bytes:
+    issue = {"severity": "error", "code": code, "diagnostics": message}
+    return json.dumps({"resourceType": "OperationOutcome", "issue": [issue]}).encode()
+
+
+def application() -> WsgiBridge:
+    """Granian's factory target, called in each worker: settings from the environment."""
+    import gc
+
+    from .app import create_app
+
+    settings = Settings.load()
+    logs.configure(settings.log_level)
+    app = create_app(settings)
+    bridge = WsgiBridge(
+        app,
+        threads=settings.request_threads,
+        body_timeout=settings.body_timeout,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    # Everything loaded so far lives as long as the worker: keep it out of the collector's
+    # full scans, which otherwise show as tail latency on big requests.
+    gc.freeze()
+    return bridge
