@@ -16,9 +16,11 @@ from .facts import (
 )
 from .interpretation import Lookbacks
 from .mapper import map_patient
-from .queries import QUERIES, Query
+from .queries import APP_QUERIES, QUERIES, Query
+from .therapy_history import TherapyPeriod, therapy_periods
 
 __all__ = [
+    "APP_QUERIES",
     "QUERIES",
     "AatLevel",
     "CodedFinding",
@@ -34,5 +36,7 @@ __all__ = [
     "SmokingStatus",
     "Source",
     "TestRecord",
+    "TherapyPeriod",
     "map_patient",
+    "therapy_periods",
 ]

@@ -83,3 +83,20 @@ def _build() -> dict[str, Query]:
 
 
 QUERIES: dict[str, Query] = _build()
+
+
+def _with_history(queries: dict[str, Query]) -> dict[str, Query]:
+    """The same queries, with medication orders and statements of every status: the SMART
+    app draws past periods of therapy, which the hooks (deciding on now) do not fetch."""
+    page = f"_count={PAGE_SIZE}"
+    return queries | {
+        "medicationRequests": Query(
+            "medicationRequests", "MedicationRequest", _search("MedicationRequest", page)
+        ),
+        "medicationStatements": Query(
+            "medicationStatements", "MedicationStatement", _search("MedicationStatement", page)
+        ),
+    }
+
+
+APP_QUERIES: dict[str, Query] = _with_history(QUERIES)
