@@ -18,6 +18,7 @@ from .errors import Issue, ServiceError, operation_outcome
 from .responses import json_response
 from .routes import cds, public
 from .runtime import EXTENSION, Runtime
+from .smart_app import init_smart_app
 from .store import Store
 
 # FHIR issue-type codes for the HTTP errors Werkzeug raises itself.
@@ -47,6 +48,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     init_auth(app, settings, protected=cds, replays=app.extensions[EXTENSION].store)
     app.register_blueprint(cds)
     app.register_blueprint(public)
+    init_smart_app(app)
 
     _register_errors(app)
     return app

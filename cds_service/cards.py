@@ -26,12 +26,18 @@ SUMMARY_LIMIT = 139  # CDS Hooks: "<140-character summary"
 
 
 def render_response(
-    recommendations: Iterable[Recommendation], patient_id: str, resources: Resources
+    recommendations: Iterable[Recommendation],
+    patient_id: str,
+    resources: Resources,
+    app_url: str | None = None,
 ) -> dict[str, Any]:
-    return {"cards": [render_card(rec, patient_id, resources) for rec in recommendations]}
+    """``app_url``: the SMART app's launch URL, linked from every card (None: no link)."""
+    return {"cards": [render_card(rec, patient_id, resources, app_url) for rec in recommendations]}
 
 
-def render_card(rec: Recommendation, patient_id: str, resources: Resources) -> dict[str, Any]:
+def render_card(
+    rec: Recommendation, patient_id: str, resources: Resources, app_url: str | None = None
+) -> dict[str, Any]:
     primary = guidelines()[rec.evidence[0].guideline]
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
@@ -51,7 +57,7 @@ def render_card(rec: Recommendation, patient_id: str, resources: Resources) -> d
             {"system": OVERRIDE_REASON_SYSTEM, "code": code, "display": display}
             for code, display in override_reasons().items()
         ],
-        "links": _links(rec),
+        "links": _links(rec) + _app_link(rec, app_url),
     }
     if rec.items:
         return _checklist(card, rec, patient_id, resources)
@@ -96,7 +102,7 @@ def checklist_detail(rec: Recommendation) -> str:
     parts = ["**Due**"]
     for item in rec.items:
         parts.append(f"- [ ] **{item.summary}**")
-        parts += [f"    - {_reason(r)}" for r in item.reasons]
+        parts += [f"    - {reason_text(r)}" for r in item.reasons]
         parts += [f"    - missing: {m}" for m in item.missing]
     parts += ["", "**What the guidelines say**", rec.advice, ""]
     for evidence in rec.evidence:
@@ -107,7 +113,7 @@ def checklist_detail(rec: Recommendation) -> str:
 
 def detail(rec: Recommendation) -> str:
     """Markdown: Why, What the guideline says, What is missing."""
-    parts = ["**Why**", *(f"- {_reason(r)}" for r in rec.reasons)]
+    parts = ["**Why**", *(f"- {reason_text(r)}" for r in rec.reasons)]
     if rec.necessity is not None:
         parts += ["", *_necessity(rec.necessity)]
     parts += ["", "**What the guideline says**", rec.advice, ""]
@@ -122,7 +128,7 @@ def detail(rec: Recommendation) -> str:
 def _necessity(necessity: Necessity) -> list[str]:
     """The medical-necessity statement a prior-authorization reviewer reads."""
     rows = [
-        f"| {c.name} | {c.status} | {_reason(c.fact).replace('|', '/')} |"
+        f"| {c.name} | {c.status} | {reason_text(c.fact).replace('|', '/')} |"
         for c in necessity.criteria
     ]
     return [
@@ -136,12 +142,24 @@ def _necessity(necessity: Necessity) -> list[str]:
     ]
 
 
-def _reason(reason: Any) -> str:
+def reason_text(reason: Any) -> str:
+    """A reason with the record it rests on (cards and the SMART app say it alike)."""
     return f"{reason.text} ({reason.source.cite()})" if reason.source else reason.text
 
 
 def _summary(text: str) -> str:
     return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1].rstrip() + "…"
+
+
+APP_LINK_LABEL = "AATD overview: levels, FEV1 course, therapy, what is due (SMART app)"
+
+
+def _app_link(rec: Recommendation, app_url: str | None) -> list[dict[str, str]]:
+    """CDS Hooks ``smart`` link: the EHR launches the app with this patient; ``appContext``
+    names the card's topic so the app knows what it was opened about."""
+    if app_url is None:
+        return []
+    return [{"label": APP_LINK_LABEL, "url": app_url, "type": "smart", "appContext": rec.topic}]
 
 
 def _links(rec: Recommendation) -> list[dict[str, str]]:

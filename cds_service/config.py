@@ -132,6 +132,10 @@ class Settings:
     # Secret for the keyed hash of patient ids (overrides are remembered per patient). Unset:
     # a random key is made at first start and kept in the database (README, "Feedback").
     patient_hash_key: str | None = None
+    # The SMART app (/app/): the client id it is registered under in the EHR, and the EHR
+    # origins that may show it in a frame (Content-Security-Policy frame-ancestors).
+    smart_client_id: str = "alpha1-cds"
+    smart_frame_ancestors: tuple[str, ...] = ()
     # Patient-view reminders: one care-checklist card ("checklist") or a card each ("cards").
     reminders: str = REMINDER_STYLES[0]
     # Days a topic stays hidden for a patient after a clinician overrode it; "default" for

@@ -67,6 +67,11 @@ def samples(folder: Path = SAMPLES) -> list[Sample]:
     return found
 
 
+def app_url(service: str, fhir_base: str, patient_id: str) -> str:
+    """The SMART app for one patient, launched standalone against the demo's open server."""
+    return f"{service}/app/launch?" + urlencode({"iss": fhir_base, "patient": patient_id})
+
+
 def transaction(bundle: dict[str, Any]) -> dict[str, Any]:
     """One PUT per resource (each resource once), so ids stay what the samples say."""
     unique = {(r["resourceType"], r["id"]): r for r in bundle_resources(bundle) if r.get("id")}
@@ -222,6 +227,7 @@ class Demo:
             for line in cards:
                 say(f"    {line}")
             say(f"    sandbox:  {sandbox_url(self.service, fhir_base, sample.patient_id)}")
+            say(f"    app:      {app_url(self.service, fhir_base, sample.patient_id)}")
             say(f"    offline:  alpha1-cds evaluate {_shown(sample.path)}")
         say("")
         say(f"ready: {len(found)} patients; discovery at {self.service}/cds-services; Ctrl-C stops")

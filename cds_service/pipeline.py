@@ -37,9 +37,11 @@ def evaluate(
     incomplete: Iterable[str] = (),
     drafts: Mapping[str, bool] | None = None,
     hidden: frozenset[str] = frozenset(),
+    app_url: str | None = None,
 ) -> Evaluation:
     """``drafts``: the hook's draft orders (``MedicationRequest/x``), True when under review;
-    ``hidden``: topics a clinician overrode for this patient, within their period."""
+    ``hidden``: topics a clinician overrode for this patient, within their period;
+    ``app_url``: the SMART app's launch URL for the cards' links."""
     policy = policy or Policy()
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -49,7 +51,7 @@ def evaluate(
     recommendations = hooks.evaluate(hook, facts, policy, hidden)
     timings["rules"] = elapsed_ms(started)
     started = time.perf_counter()
-    response = render_response(recommendations, patient_id, _by_reference(resources))
+    response = render_response(recommendations, patient_id, _by_reference(resources), app_url)
     timings["render"] = elapsed_ms(started)
     return Evaluation(response, [r.topic for r in recommendations], timings)
 

@@ -43,6 +43,13 @@ def healthz() -> Response:
     return json_response({"status": "ok"})
 
 
+def app_launch_url() -> str:
+    """The SMART app's launch URL: under public_base_url (required with auth on), else the
+    URL this request came to (a developer on loopback)."""
+    base = runtime().settings.public_base_url or request.host_url
+    return base.rstrip("/") + "/app/launch"
+
+
 @cds.post("/cds-services/<service_id>")
 def invoke(service_id: str) -> Response:
     started = time.perf_counter()
@@ -73,6 +80,7 @@ def invoke(service_id: str) -> Response:
         incomplete=gathered.incomplete,
         drafts=review,
         hidden=hidden,
+        app_url=app_launch_url(),
     )
     auth_ms = g.get("auth_ms")
     timings = {

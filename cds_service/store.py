@@ -171,6 +171,11 @@ class Store:
         """A keyed hash of the patient id (HMAC-SHA256): never the id itself."""
         return hmac.new(self._key, patient_id.encode(), hashlib.sha256).hexdigest()
 
+    def secret_for(self, purpose: str) -> bytes:
+        """A key for ``purpose`` (e.g. signing the SMART app's launch cookie), derived from
+        the patient-hash key so every worker and instance sharing the database agrees."""
+        return hmac.new(self._key, f"alpha1-cds:{purpose}".encode(), hashlib.sha256).digest()
+
     # --- client JWT ids: one use across workers and instances -------------------------------
 
     def first_use(self, iss: str, jti: str, expires: float) -> bool | None:

@@ -20,7 +20,14 @@ import pytest
 import requests
 import responses
 
-from cds_service.demo import SAMPLES, load_patients, samples, sandbox_url, transaction
+from cds_service.demo import (
+    SAMPLES,
+    app_url,
+    load_patients,
+    samples,
+    sandbox_url,
+    transaction,
+)
 from cds_service.sekmet import free_port, sekmet_command
 
 CLI = [sys.executable, "-m", "cds_service.cli"]
@@ -70,6 +77,11 @@ def test_the_demo_serves_cards_through_its_fhir_server_and_stops_on_ctrl_c(demo)
     service, fhir = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{fhir_port}/fhir"
     assert sandbox_url(service, fhir, "seed-000") in text
     assert "alpha1-cds evaluate" in text
+    # The SMART app opens for a sample patient, from the demo's own FHIR server.
+    assert app_url(service, fhir, "seed-000") in text
+    page = requests.get(app_url(service, fhir, "seed-000"), timeout=30)
+    assert page.status_code == 200
+    assert 'id="genotype"' in page.text
     discovery = requests.get(f"{service}/cds-services", timeout=10).json()
     assert {s["id"] for s in discovery["services"]} >= {"aatd-patient-view"}
     request = {

@@ -1,0 +1,264 @@
+"""The SMART app (/app/): launch security with a test client, then the real thing in Chromium.
+
+The browser tests drive Debian's chromium through Playwright against the service and
+sekmet-fhir on loopback, save screenshots to ``test-artifacts/`` and skip, saying why,
+only where no browser can run (no /usr/bin/chromium, or Playwright missing).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import responses
+from werkzeug.serving import make_server
+
+from cds_service import create_app
+from cds_service.sekmet import SekmetServer, sekmet
+
+from .conftest import TEST_SETTINGS
+from .support.builders import hook_request, load_bundle
+from .support.smart_server import SmartEhr
+
+CANDIDATE = "candidate-zz-course"
+TRANSPLANT = "seed-002-lung-transplant"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+ISS = "https://fhir.example.org/r4"  # allowlisted in TEST_SETTINGS
+
+
+# --- launch security, with the Flask test client --------------------------------------------
+
+
+def _discovery(mock: responses.RequestsMock, **overrides: Any) -> None:
+    document = {
+        "authorization_endpoint": "https://auth.example.org/authorize",
+        "token_endpoint": "https://auth.example.org/token",
+        "code_challenge_methods_supported": ["S256"],
+        "capabilities": ["launch-ehr", "permission-v2"],
+        **overrides,
+    }
+    mock.get(f"{ISS}/.well-known/smart-configuration", json=document)
+
+
+def _launch(client: Any) -> dict[str, list[str]]:
+    with responses.RequestsMock() as mock:
+        _discovery(mock)
+        response = client.get(f"/app/launch?iss={ISS}&launch=opaque-launch-id")
+    assert response.status_code == 302
+    return parse_qs(urlsplit(response.headers["Location"]).query)
+
+
+def test_ehr_launch_redirects_with_pkce_state_and_only_the_scopes_it_needs(client):
+    query = _launch(client)
+    assert query["response_type"] == ["code"]
+    assert query["code_challenge_method"] == ["S256"]
+    assert len(query["code_challenge"][0]) == 43  # base64url SHA-256, unpadded
+    assert len(query["state"][0]) >= 32
+    assert query["aud"] == [ISS]
+    assert query["launch"] == ["opaque-launch-id"]
+    scopes = query["scope"][0].split()
+    assert scopes[0] == "launch"
+    assert all(re.fullmatch(r"patient/[A-Za-z]+\.rs", s) for s in scopes[1:])
+    assert "patient/Observation.rs" in scopes
+    assert not any(s.endswith((".write", ".cruds", "*.rs")) or "openid" in s for s in scopes)
+    cookie = client.get_cookie("alpha1_smart_launch", path="/app/")
+    assert cookie is not None
+    assert cookie.http_only
+
+
+def test_a_server_without_pkce_is_refused(client):
+    with responses.RequestsMock() as mock:
+        _discovery(mock, code_challenge_methods_supported=["plain"])
+        response = client.get(f"/app/launch?iss={ISS}&launch=x")
+    assert response.status_code == 400
+    assert "PKCE" in response.get_data(as_text=True)
+
+
+def test_a_fhir_server_off_the_allowlist_is_refused_before_any_request(client):
+    with responses.RequestsMock():  # any outbound call would fail this test
+        response = client.get("/app/launch?iss=https://evil.example/fhir&launch=x")
+    assert response.status_code == 400
+    assert "not on the allowlist" in response.get_data(as_text=True)
+
+
+def test_a_callback_whose_state_does_not_match_is_refused_and_no_code_is_spent(client):
+    _launch(client)
+    with responses.RequestsMock():  # no token request may be made
+        response = client.get("/app/callback?code=stolen&state=forged")
+    assert response.status_code == 400
+    assert "state does not match" in response.get_data(as_text=True)
+
+
+def test_a_callback_without_the_launch_cookie_is_refused(app):
+    response = app.test_client().get("/app/callback?code=x&state=y")
+    assert response.status_code == 400
+    assert "launch again" in response.get_data(as_text=True)
+
+
+def test_pages_carry_a_strict_content_security_policy(client):
+    response = client.get("/app/")
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy
+    assert "script-src" not in policy
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_every_card_links_to_the_app_with_its_topic(client):
+    response = client.post(
+        "/cds-services/aatd-patient-view", json=hook_request(load_bundle(CANDIDATE))
+    )
+    for card in response.json["cards"]:
+        smart = [link for link in card["links"] if link["type"] == "smart"]
+        assert smart == [
+            {
+                "label": smart[0]["label"],
+                "url": "http://localhost/app/launch",
+                "type": "smart",
+                "appContext": card["source"]["topic"]["code"],
+            }
+        ]
+
+
+# --- the real thing: service, sekmet-fhir and Chromium on loopback --------------------------
+
+
+@pytest.fixture(scope="module")
+def fhir() -> Iterator[SekmetServer]:
+    with sekmet() as server:
+        for name in (CANDIDATE, TRANSPLANT):
+            server.load(load_bundle(name))
+        yield server
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[str]:
+    app = create_app(TEST_SETTINGS | {"fhir_timeout": 5.0, "fhir_deadline": 10.0})
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no browser: {CHROMIUM} is missing (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def _open(browser: Any, url: str, shot: str) -> Any:
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(url, wait_until="load")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{shot}.png"), full_page=True)
+    return page
+
+
+def _card_topics(client: Any, fixture: str) -> set[str]:
+    response = client.post(
+        "/cds-services/aatd-patient-view", json=hook_request(load_bundle(fixture))
+    )
+    topics = set()
+    for card in response.json["cards"]:
+        topics.add(card["source"]["topic"]["code"])
+        for item in card.get("extension", {}).get("urn:alpha1-cds:checklist", []):
+            topics.add(item["topic"])
+    return topics - {"aatd-care-checklist"}
+
+
+def _page_topics(page: Any) -> set[str]:
+    found = page.locator("#recommendations [data-topic], #checklist [data-topic]")
+    return {found.nth(i).get_attribute("data-topic") for i in range(found.count())}
+
+
+def test_standalone_launch_shows_the_candidate_at_a_glance(browser, fhir, service, client):
+    page = _open(
+        browser, f"{service}/app/launch?iss={fhir.base}&patient={CANDIDATE}", "app-candidate"
+    )
+    assert page.locator("#genotype").inner_text().startswith("ZZ")
+    assert "7.3 µmol/L" in page.locator("#latest-aat").inner_text()
+    decline = page.locator("#decline").inner_text()
+    assert "85 mL/year" in decline
+    assert "5 post-bronchodilator FEV1 volumes" in decline
+    assert "2022-11-01 to 2023-08-31" in page.locator("#therapy").inner_text()
+    for section in ("aat", "fev1", "weight"):
+        image = page.locator(f"#{section} img")
+        assert image.count() == 1
+        assert image.evaluate("i => i.complete && i.naturalWidth > 0")  # the SVG rendered
+        assert image.get_attribute("alt")
+        assert page.locator(f"#{section} table tbody tr").count() >= 3
+    assert page.locator("#weight tbody").inner_text().count("mg") >= 4
+    # The same recommendations and checklist items as the cards at chart-open.
+    assert _page_topics(page) == _card_topics(client, CANDIDATE)
+    assert "augmentation-candidate" in _page_topics(page)
+    page.close()
+
+
+def test_standalone_launch_for_a_lung_transplant_patient(browser, fhir, service, client):
+    page = _open(browser, f"{service}/app/launch?iss={fhir.base}&patient=seed-002", "app-ltx")
+    assert page.locator("h1#patient").inner_text()
+    assert "Prolastin-C" in page.locator("#therapy").inner_text()
+    assert _page_topics(page) == _card_topics(client, TRANSPLANT)
+    assert "495 mg/dL" in page.locator("#igg").inner_text()  # hypogammaglobulinaemia work-up
+    page.close()
+
+
+def test_ehr_launch_exchanges_the_code_with_pkce_and_reads_with_the_token(
+    browser, fhir, service, caplog
+):
+    with SmartEhr(fhir.base, CANDIDATE) as ehr, caplog.at_level(logging.DEBUG):
+        page = _open(browser, f"{service}/app/launch?iss={ehr.iss}&launch=xyz", "app-ehr-launch")
+        assert page.url.startswith(f"{service}/app/callback")
+        assert page.locator("#genotype").inner_text().startswith("ZZ")
+        asked, exchanged = ehr.seen.authorize[0], ehr.seen.token_requests[0]
+        verifier = exchanged["code_verifier"]
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+        assert asked["code_challenge"] == challenge.decode().rstrip("=")
+        assert exchanged["redirect_uri"] == f"{service}/app/callback"
+        assert set(ehr.seen.fhir_tokens) == {f"Bearer {ehr.token}"}
+        page.close()
+    assert ehr.token not in caplog.text
+    assert verifier not in caplog.text
+
+
+def test_ehr_launch_with_a_forged_state_is_refused_in_the_browser(browser, fhir, service):
+    with SmartEhr(fhir.base, CANDIDATE) as ehr:
+        page = browser.new_page()
+        # Start a real launch, stop at the authorization server, and come back forged.
+        ehr.approve = False
+        page.goto(f"{service}/app/launch?iss={ehr.iss}&launch=xyz")
+        page.goto(f"{service}/app/callback?code=anything&state=forged")
+        assert "state does not match" in page.locator(".problem").inner_text()
+        assert ehr.seen.token_requests == []
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "app-forged-state.png"))
+        page.close()
