@@ -6,11 +6,12 @@ counts. Callers pass those as keyword fields; nothing from a request body is eve
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 from typing import Any
+
+import orjson
 
 LOGGER = logging.getLogger("alpha1_cds")
 LOGGER.addHandler(logging.NullHandler())  # silent until configure(): a library by default
@@ -28,7 +29,7 @@ class JsonFormatter(logging.Formatter):
             # The exception type and where it happened; its message may quote input data.
             entry["error"] = record.exc_info[0].__name__
             entry["where"] = _where(record.exc_info[2])
-        return json.dumps(entry, default=str)
+        return orjson.dumps(entry, default=str).decode()
 
 
 def _where(tb: Any) -> str:

@@ -7,10 +7,10 @@ resource limit, 412 without the patient in context.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
+import orjson
 from flask import request
 
 from fhir_mappings.fhirjson import as_list
@@ -21,7 +21,7 @@ from .services import Service
 from .validation import check
 
 # "\ud800" not followed by a low surrogate, or "\udc00" not preceded by a high one: JSON
-# allows the escape, but the string is not text and fails later when encoded (a 500).
+# allows the escape, but the string is not text (orjson refuses it; this says why).
 _LONE_SURROGATE = re.compile(
     rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
     rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
@@ -34,25 +34,27 @@ def read_json() -> Any:
     if mimetype != "application/json" and not mimetype.endswith("+json"):
         raise ServiceError.single(415, "not-supported", "Content-Type must be application/json")
     data = request.get_data(cache=False)
-    if _LONE_SURROGATE.search(data):
-        raise ServiceError.single(
-            400, "structure", "The body holds a lone UTF-16 surrogate escape (not valid text)"
-        )
     try:
-        return json.loads(data)
-    except RecursionError:
-        raise ServiceError.single(400, "structure", "The JSON body is nested too deeply") from None
-    except UnicodeDecodeError:
-        raise ServiceError.single(400, "structure", "The body is not valid UTF-8") from None
-    except json.JSONDecodeError as error:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        if _LONE_SURROGATE.search(data):
+            raise ServiceError.single(
+                400, "structure", "The body holds a lone UTF-16 surrogate escape (not valid text)"
+            ) from None
+        if "UTF-8" in error.msg:
+            raise ServiceError.single(400, "structure", "The body is not valid UTF-8") from None
+        if "infinity" in error.msg:  # past a double's range, or too many digits to read
+            raise ServiceError.single(
+                400, "structure", "The body holds a number too long to read"
+            ) from None
+        if "depth" in error.msg:
+            raise ServiceError.single(
+                400, "structure", "The JSON body is nested too deeply"
+            ) from None
         raise ServiceError.single(
             400,
             "structure",
             f"The body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}",
-        ) from None
-    except ValueError:  # e.g. an integer past Python's digit limit
-        raise ServiceError.single(
-            400, "structure", "The body holds a number too long to read"
         ) from None
 
 

@@ -9,12 +9,12 @@ offered (the card still says what to do).
 from __future__ import annotations
 
 import copy
-import json
 import math
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
@@ -77,7 +77,7 @@ def _create(resource: dict[str, Any], description: str) -> dict[str, Any]:
 # a built resource come from the service's own computation (codes from data files, doses,
 # the validated patient id), so one validation per shape shows the template is valid; an
 # order the EHR sent is validated in full every time (``_update``).
-_VALID_SHAPES: set[tuple[str, str]] = set()
+_VALID_SHAPES: set[tuple[str, bytes]] = set()
 _MAX_SHAPES = 1024
 
 
@@ -98,7 +98,7 @@ def _shape(value: Any) -> Any:
 
 def _built(model: Any, resource: dict[str, Any]) -> dict[str, Any]:
     """A resource this service built, validated once per shape."""
-    key = (model.__name__, json.dumps(_shape(resource), sort_keys=True))
+    key = (model.__name__, orjson.dumps(_shape(resource), option=orjson.OPT_SORT_KEYS))
     if key not in _VALID_SHAPES:
         model.model_validate(resource)
         if len(_VALID_SHAPES) < _MAX_SHAPES:

@@ -13,6 +13,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator, ValidationError
 from referencing import Registry, Resource
 
@@ -56,6 +57,16 @@ def validator(name: str) -> Draft202012Validator:
     )
 
 
+@cache
+def fast_validator(name: str) -> jsonschema_rs.Draft202012Validator:
+    """The same schema compiled by jsonschema-rs: about a hundred times faster, used to
+    pass valid instances; the Python validator then words the errors of invalid ones."""
+    registry = jsonschema_rs.Registry([(s["$id"], s) for s in _schemas().values()])
+    return jsonschema_rs.Draft202012Validator(
+        _schemas()[name], registry=registry, validate_formats=True
+    )
+
+
 def schema(name: str) -> dict[str, Any]:
     """The schema document itself, for publishing."""
     return _schemas()[name]
@@ -63,6 +74,8 @@ def schema(name: str) -> dict[str, Any]:
 
 def check(name: str, instance: Any, prefix: str = "") -> list[Issue]:
     """Issues for every way ``instance`` breaks schema ``name`` (empty when valid)."""
+    if fast_validator(name).is_valid(instance):
+        return []
     errors = sorted(validator(name).iter_errors(instance), key=lambda e: list(e.absolute_path))
     return [_issue(error, prefix) for error in errors][:MAX_ISSUES]
 

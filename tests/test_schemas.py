@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
 
-from cds_service.validation import SCHEMA_NAMES, check, schema
+from cds_service.validation import SCHEMA_NAMES, check, fast_validator, schema, validator
+
+from .support.builders import hook_request, load_bundle
 
 CARD = {
     "uuid": "b5c2c6a8-6b8f-4f57-9c4f-3d3f7a6f1e21",
@@ -140,3 +144,42 @@ def test_request_requires_fhir_server_with_authorization():
     }
     [issue] = check("request", request)
     assert issue.expression == "fhirServer"  # cds-r-1
+
+
+def _mutations(body: dict[str, Any]) -> Iterator[Any]:
+    """Each top-level and context member dropped, emptied or of the wrong type."""
+    yield body
+    for holder_path in ((), ("context",)):
+        holder = body
+        for key in holder_path:
+            holder = holder[key]
+        for key in list(holder):
+            for replacement in (None, "", 7, [], {}, "x" * 50, {"resourceType": "Bundle"}):
+                changed = copy.deepcopy(body)
+                target = changed
+                for part in holder_path:
+                    target = target[part]
+                target[key] = replacement
+                yield changed
+            dropped = copy.deepcopy(body)
+            target = dropped
+            for part in holder_path:
+                target = target[part]
+            del target[key]
+            yield dropped
+
+
+@pytest.mark.parametrize("fixture", ["seed-000-zz-emphysema", "testing-copd-untested"])
+def test_the_compiled_validator_never_passes_what_jsonschema_refuses(fixture):
+    """The fast path may only pass instances the worded validator passes too."""
+    for service, context in (
+        ("aatd-patient-view", "context-patient-view"),
+        ("aatd-order-sign", "context-order-sign"),
+    ):
+        body = hook_request(load_bundle(fixture), service)
+        for instance in _mutations(body):
+            for name in ("request", context):
+                target = instance if name == "request" else instance.get("context")
+                fast = fast_validator(name).is_valid(target)
+                slow = not list(validator(name).iter_errors(target))
+                assert fast == slow, (name, target if not fast else "passed")

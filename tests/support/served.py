@@ -18,7 +18,13 @@ START_SECONDS = 30.0
 class Served:
     """The service as deployed: granian workers, a fresh SQLite store, stderr kept."""
 
-    def __init__(self, workers: int = 2, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workers: int = 2,
+        env: dict[str, str] | None = None,
+        command: list[str] | None = None,
+    ) -> None:
+        """``command``: another server to run instead (benchmarks' floor apps)."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         folder = Path(tempfile.mkdtemp(prefix="alpha1-serve-"))
@@ -29,8 +35,8 @@ class Served:
             **(env or {}),
         }
         command = [
-            str(Path(sys.executable).with_name("alpha1-cds")),
-            *("serve", "--port", str(self.port), "--workers", str(workers)),
+            *(command or [str(Path(sys.executable).with_name("alpha1-cds")), "serve"]),
+            *("--port", str(self.port), "--workers", str(workers)),
         ]
         with self.stderr_path.open("wb") as stderr:
             self.process = subprocess.Popen(
@@ -58,12 +64,11 @@ class Served:
     def workers_peak_memory_mb(self) -> list[float]:
         """VmHWM of each worker process (granian's workers are the server's children)."""
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text()
-        peaks = []
-        for pid in children.split():
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peaks.append(round(int(line.split()[1]) / 1024, 1))
-        return peaks
+        return [_peak_mb(int(pid)) for pid in children.split()]
+
+    def tree_peak_memory_mb(self) -> float:
+        """The server's own peak plus its workers' (an upper bound of the tree's peak)."""
+        return round(_peak_mb(self.process.pid) + sum(self.workers_peak_memory_mb()), 1)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -72,3 +77,10 @@ class Served:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=5)
+
+
+def _peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
