@@ -34,7 +34,12 @@ def _test(concept: str, key: str) -> OrderTest:
 SPIROMETRY = _service("spirometry")
 GENETIC_COUNSELLING = _service("genetic_counselling", "referral")
 SMOKING_CESSATION = _service("smoking_cessation", "referral")
-LIVER_TESTS = _service("liver")
+# One orderable per resource: the liver tests by LOINC, imaging and elastography apart.
+LIVER_WORKUP = (
+    *(_test(concept, concept) for concept in ("alt", "ast", "ggt", "bilirubin")),
+    _service("liver_ultrasound"),
+    _service("liver_elastography"),
+)
 ANTI_IGA_TEST = _service("anti_iga")
 WEIGHT = _service("weight")
 SEQUENCING = _service("sequencing")

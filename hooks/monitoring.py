@@ -66,7 +66,7 @@ def liver_monitoring(ctx: Context) -> Recommendation | None:
             finding_reason("liver disease", disease),
             measurement_reason("last ALT", alt) or Reason(WORDS("liver.no_alt")),
         ),
-        actions=(actions.LIVER_TESTS,),
+        actions=actions.LIVER_WORKUP,
     )
 
 

@@ -238,6 +238,22 @@ def test_spirometry_is_ordered_by_its_snomed_code(client):
     assert spirometry[0]["code"]["coding"][0]["code"] == "127783003"
 
 
+def test_the_liver_work_up_is_one_orderable_per_resource(client):
+    """A panel, an ultrasound and an elastography are separate orders: the tests by LOINC,
+    imaging and elastography in words (no verified code, order_codes.json says why)."""
+    checklist = by_topic(chart_open(client, "seed-000-zz-emphysema"))[CHECKLIST]
+    item = next(i for i in checklist["extension"][EXTENSION] if i["topic"] == "liver-monitoring")
+    suggestions = {s["uuid"]: s for s in checklist["suggestions"]}
+    orders = [suggestions[uuid]["actions"][0]["resource"] for uuid in item["suggestions"]]
+    loinc = [
+        c["code"] for o in orders for c in o["code"].get("coding", []) if "loinc" in c["system"]
+    ]
+    assert loinc == ["1742-6", "1920-8", "2324-2", "1975-2"]  # ALT, AST, GGT, bilirubin
+    in_words = [o["code"]["text"] for o in orders if not o["code"].get("coding")]
+    assert in_words == ["Abdominal ultrasound (liver)", "Liver elastography (VCTE liver stiffness)"]
+    assert all(len(suggestions[uuid]["actions"]) == 1 for uuid in item["suggestions"])
+
+
 def test_a_stuck_snapshot_reload_holds_no_other_hook(app, monkeypatch):
     """A frozen database may hold the one thread that reloads overrides; every other hook
     call goes on with the snapshot it has."""
