@@ -35,7 +35,18 @@ def _entry(item: Mapping[str, Any]) -> FeedbackEntry:
         override_code=_text(coding.get("code")) or epic.get("code"),
         override_display=_text(coding.get("display")) or epic.get("display"),
         user_comment=_text(reason.get("userComment")),
+        items=tuple(_checklist_items(as_dict(item.get("extension")))),
     )
+
+
+CHECKLIST_ITEMS = "urn:alpha1-cds:checklist"
+
+
+def _checklist_items(extension: Mapping[str, Any]) -> list[str]:
+    """An override of some checklist items only: ``extension`` ``urn:alpha1-cds:checklist``
+    names them, by topic or by the uuid of one of their suggestions."""
+    named = extension.get(CHECKLIST_ITEMS)
+    return [value for value in named if isinstance(value, str)] if isinstance(named, list) else []
 
 
 def _override_reason(item: Mapping[str, Any]) -> Mapping[str, Any]:

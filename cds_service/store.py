@@ -125,7 +125,8 @@ class IssuedCard:
     hook_instance: str
     patient_key: str | None
     issued_at: datetime
-    item_topics: tuple[str, ...] = ()
+    # A checklist card's items: (topic, the uuids of its suggestions), in card order.
+    item_topics: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +138,8 @@ class FeedbackEntry:
     override_code: str | None = None
     override_display: str | None = None
     user_comment: str | None = None
+    # On a checklist card overridden in part: the items meant, by topic or suggestion uuid.
+    items: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,9 +262,11 @@ class Store:
     def _snooze(
         self, connection: sa.Connection, entries: Sequence[FeedbackEntry], now: datetime
     ) -> list[dict[str, Any]]:
-        """Feedback 'overridden' on a card hides its topic (a checklist: each of its items)
-        for the patient it was issued for, for the topic's period (0: never hidden)."""
-        overridden = {e.card_uuid for e in entries if e.outcome == "overridden"}
+        """Feedback 'overridden' on a card hides its topic (a checklist: each of its items, or
+        only the items the entry names) for the patient it was issued for, for the topic's
+        period (0: never hidden)."""
+        named = {e.card_uuid: set(e.items) for e in entries if e.outcome == "overridden"}
+        overridden = set(named)
         if not overridden:
             return []
         issued = connection.execute(
@@ -273,7 +278,7 @@ class Store:
         for card_uuid, topic, item_topics, patient_key in issued:
             if patient_key is None:
                 continue
-            for hidden in json.loads(item_topics) if item_topics else [topic]:
+            for hidden in _hidden_topics(topic, item_topics, named[card_uuid]):
                 days = self.snooze_days.get(hidden, self.snooze_days.get("default", 0))
                 if days > 0:
                     rows.append(
@@ -330,7 +335,7 @@ class Store:
                 "hook_instance": c.hook_instance,
                 "patient_key": c.patient_key,
                 "issued_at": c.issued_at,
-                "item_topics": json.dumps(list(c.item_topics)) if c.item_topics else None,
+                "item_topics": json.dumps(dict(c.item_topics)) if c.item_topics else None,
             }
             for c in cards
         ]
@@ -404,6 +409,19 @@ STORE_WAIT_SECONDS = 3
 
 class StoreUnavailableError(Exception):
     """The store could not take the feedback; nothing of the request was stored."""
+
+
+def _hidden_topics(topic: str, stored_items: str | None, named: set[str]) -> list[str]:
+    """The topics an override hides: the card's own, or its checklist items (all of them,
+    or those named by topic or by one of their suggestions' uuids)."""
+    if not stored_items:
+        return [topic]
+    items = json.loads(stored_items)
+    if isinstance(items, list):  # rows written before items kept their suggestions
+        items = {item: [] for item in items}
+    if not named:
+        return list(items)
+    return [item for item, uuids in items.items() if item in named or named & set(uuids)]
 
 
 def describe(error: BaseException) -> dict[str, str]:

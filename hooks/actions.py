@@ -35,7 +35,7 @@ SPIROMETRY = _service("spirometry")
 GENETIC_COUNSELLING = _service("genetic_counselling", "referral")
 SMOKING_CESSATION = _service("smoking_cessation", "referral")
 # One orderable per resource: the liver tests by LOINC, imaging and elastography apart.
-LIVER_WORKUP = (
+LIVER_WORKUP: tuple[OrderTest | OrderService, ...] = (
     *(_test(concept, concept) for concept in ("alt", "ast", "ggt", "bilirubin")),
     _service("liver_ultrasound"),
     _service("liver_elastography"),

@@ -132,6 +132,23 @@ def test_an_overridden_checklist_hides_its_reminders_for_that_patient_only(app, 
     assert CHECKLIST in other  # another patient still sees them
 
 
+@pytest.mark.parametrize("by", ["topic", "suggestion"])
+def test_one_checklist_item_can_be_overridden_alone(app, client, by):
+    """Feedback on the checklist card naming one item (by its topic or by the uuid of one of
+    its suggestions, in extension urn:alpha1-cds:checklist) hides that item only."""
+    checklist = by_topic(chart_open(client, "seed-000-zz-emphysema"))[CHECKLIST]
+    family = next(i for i in checklist["extension"][EXTENSION] if i["topic"] == "family-testing")
+    named = family["topic"] if by == "topic" else family["suggestions"][0]
+    app.extensions["alpha1_cds"].store.flush()
+    entry = overridden(checklist) | {"extension": {EXTENSION: [named]}}
+    assert client.post(f"{PATIENT_VIEW}/feedback", json={"feedback": [entry]}).status_code == 200
+    again = by_topic(chart_open(client, "seed-000-zz-emphysema"))[CHECKLIST]
+    assert [i["topic"] for i in again["extension"][EXTENSION]] == [
+        "liver-monitoring",
+        "vaccinations-due",
+    ]
+
+
 def test_a_snooze_expires(app, client):
     checklist = by_topic(chart_open(client, "seed-000-zz-emphysema"))[CHECKLIST]
     store = app.extensions["alpha1_cds"].store
