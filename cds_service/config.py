@@ -98,6 +98,8 @@ class Settings:
     fhir_max_pages: int = 10
     # FHIR calls made at the same time for one hook call.
     fhir_parallel: int = 8
+    # Largest decoded body one FHIR answer (one page) may have, in bytes.
+    fhir_max_bytes: int = 20 * 1024 * 1024
     # Largest request body accepted, in bytes.
     max_body_bytes: int = 5 * 1024 * 1024
     # Seconds a client may take to send its request body (408 after), and the threads per
@@ -146,7 +148,13 @@ class Settings:
         for name in ("fhir_timeout", "fhir_deadline", "body_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
-        for name in ("fhir_max_pages", "fhir_parallel", "max_body_bytes", "request_threads"):
+        for name in (
+            "fhir_max_pages",
+            "fhir_parallel",
+            "fhir_max_bytes",
+            "max_body_bytes",
+            "request_threads",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         if "*" in self.cors_origins and self.cors_allow_credentials:

@@ -1,7 +1,8 @@
 """Reads from the EHR's FHIR server with the bearer token the EHR handed over.
 
-Each call has a timeout bounded by the hook call's deadline; Bundle ``next`` links are
-followed up to a page cap, and only while they stay on the same server, so the token never
+Each call has a timeout bounded by the hook call's deadline, which also bounds reading the
+body (a socket read at a time), and a cap on its decoded size (``fhir_max_bytes``); Bundle
+``next`` links are followed up to a page cap, and only while they stay on the same server, so the token never
 leaves it. Failures are FetchErrors whose text is safe to return and log: no token, no URL
 with patient identifiers, no response body.
 """
@@ -15,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
 
+import orjson
 import requests
+import urllib3
 
 from fhir_mappings.fhirjson import as_dict, as_list, bundle_resources
 
@@ -26,6 +29,7 @@ FAILED_SEVERITIES = frozenset({"error", "fatal"})
 INCOMPLETE_CODES = frozenset({"incomplete", "too-costly", "throttled", "transient"})
 CUT_WORDS = ("truncat", "incomplete", "partial", "limit", "too many", "not all")
 NOT_FOUND = frozenset({404, 410})
+READ_BYTES = 8192
 
 _local = threading.local()
 
@@ -104,10 +108,20 @@ def next_link(bundle: Mapping[str, Any]) -> str | None:
 class FhirClient:
     """GETs against one FHIR base URL, under a deadline (a ``time.monotonic()`` value)."""
 
-    def __init__(self, base: str, token: str | None, timeout: float, max_pages: int) -> None:
+    def __init__(
+        self,
+        base: str,
+        token: str | None,
+        timeout: float,
+        max_pages: int,
+        max_bytes: int = 20 * 1024 * 1024,
+        max_resources: int = 20_000,
+    ) -> None:
         self.base = base.rstrip("/") + "/"
         self.timeout = timeout
         self.max_pages = max_pages
+        self.max_bytes = max_bytes
+        self.max_resources = max_resources
         self.headers = {"Accept": "application/fhir+json, application/json"}
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
@@ -173,6 +187,10 @@ class FhirClient:
         result.notes += [f"FHIR server note ({sev}): {text}".rstrip(": ") for sev, text in outcomes]
         result.matches += match_count(body)
         result.resources.extend(bundle_resources(body))
+        if len(result.resources) > self.max_resources:
+            raise FetchError(
+                f"the search holds more than {self.max_resources} resources (max_resources)"
+            )
 
     def _get(self, url: str, deadline: float, read: bool) -> dict[str, Any] | None:
         remaining = deadline - time.monotonic()
@@ -184,6 +202,7 @@ class FhirClient:
                 headers=self.headers,
                 timeout=min(self.timeout, remaining),
                 allow_redirects=False,
+                stream=True,
             )
         except requests.Timeout:
             raise FetchError("the FHIR server did not answer in time") from None
@@ -191,16 +210,41 @@ class FhirClient:
             raise FetchError(
                 f"the FHIR server could not be reached ({type(error).__name__})"
             ) from None
-        if read and response.status_code in NOT_FOUND:
-            return None
-        if response.status_code != 200:
-            raise FetchError(f"the FHIR server answered HTTP {response.status_code}")
+        with response:
+            if read and response.status_code in NOT_FOUND:
+                return None
+            if response.status_code != 200:
+                raise FetchError(f"the FHIR server answered HTTP {response.status_code}")
+            content = self._read_body(response, deadline)
         try:
-            body = response.json()
-        except ValueError:
+            body = orjson.loads(content)
+        except orjson.JSONDecodeError as error:
+            if "depth" in error.msg:
+                raise FetchError("the FHIR server's answer is nested too deeply") from None
             raise FetchError("the FHIR server's answer is not JSON") from None
-        except RecursionError:
-            raise FetchError("the FHIR server's answer is nested too deeply") from None
         if not isinstance(body, dict):
             raise FetchError("the FHIR server's answer is not a FHIR resource")
         return body
+
+    def _read_body(self, response: requests.Response, deadline: float) -> bytes:
+        """The decoded body, read a socket read at a time so that a server trickling bytes
+        meets the deadline, and a compressed body cannot inflate past ``max_bytes``."""
+        chunks, size = [], 0
+        try:
+            while True:
+                if time.monotonic() > deadline:
+                    raise FetchError("the FHIR server did not finish its answer in time")
+                # 8 KiB compressed inflates to at most ~8 MiB: bounded before it is counted.
+                chunk = response.raw.read1(READ_BYTES, decode_content=True)
+                if not chunk:  # the end of the body
+                    break
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise FetchError(
+                        f"the FHIR server's answer is larger than {self.max_bytes} bytes"
+                    )
+                chunks.append(chunk)
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
+            name = type(error).__name__
+            raise FetchError(f"the FHIR server's answer was cut off ({name})") from None
+        return b"".join(chunks)

@@ -155,7 +155,15 @@ def _client(request: Mapping[str, Any], settings: Settings) -> tuple[FhirClient 
     if why:
         return None, f"{why}; nothing was fetched and no token was sent"
     token = (request.get("fhirAuthorization") or {}).get("access_token")
-    return FhirClient(server, token, settings.fhir_timeout, settings.fhir_max_pages), ""
+    client = FhirClient(
+        server,
+        token,
+        settings.fhir_timeout,
+        settings.fhir_max_pages,
+        settings.fhir_max_bytes,
+        settings.max_resources,
+    )
+    return client, ""
 
 
 def server_problem(server: str, settings: Settings) -> str | None:
