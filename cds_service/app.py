@@ -39,7 +39,12 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         settings=settings,
         executor=ThreadPoolExecutor(settings.fhir_parallel, thread_name_prefix="fhir"),
         policy=settings.policy(),
-        store=Store(settings.database_url, settings.patient_hash_key, settings.snooze_days),
+        store=Store(
+            settings.database_url,
+            settings.patient_hash_key,
+            settings.snooze_days,
+            settings.retention_days,
+        ),
     )
 
     logs.LOGGER.setLevel(settings.log_level.upper())

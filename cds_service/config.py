@@ -138,6 +138,9 @@ class Settings:
     # origins that may show it in a frame (Content-Security-Policy frame-ancestors).
     smart_client_id: str = "alpha1-cds"
     smart_frame_ancestors: tuple[str, ...] = ()
+    # Days issued cards and feedback are kept (deleted hourly after; 0: kept for ever). The
+    # default keeps a full year for the feedback report, past the longest override period.
+    retention_days: int = 400
     # Patient-view reminders: one care-checklist card ("checklist") or a card each ("cards").
     reminders: str = REMINDER_STYLES[0]
     # Days a topic stays hidden for a patient after a clinician overrode it; "default" for
@@ -157,6 +160,8 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        if self.retention_days < 0:
+            raise ConfigError("retention_days must be 0 (keep) or a number of days")
         if "*" in self.cors_origins and self.cors_allow_credentials:
             raise ConfigError("cors_origins '*' cannot be combined with cors_allow_credentials")
         if self.auth_mode not in AUTH_MODES:

@@ -2,9 +2,9 @@
 
 Each call has a timeout bounded by the hook call's deadline, which also bounds reading the
 body (a socket read at a time), and a cap on its decoded size (``fhir_max_bytes``); Bundle
-``next`` links are followed up to a page cap, and only while they stay on the same server, so the token never
-leaves it. Failures are FetchErrors whose text is safe to return and log: no token, no URL
-with patient identifiers, no response body.
+``next`` links are followed up to a page cap, and only while they stay on the same server,
+so the token never leaves it. Failures are FetchErrors whose text is safe to return and
+log: no token, no URL with patient identifiers, no response body.
 """
 
 from __future__ import annotations

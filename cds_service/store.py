@@ -97,6 +97,9 @@ JTIS = sa.Table(
 sa.Index("alpha1_jtis_expires", JTIS.c.expires)
 
 
+PURGE_SECONDS = 3600.0  # how often the background writer purges old rows
+
+
 def _add_item_topics(connection: sa.Connection) -> None:
     """The reminders of a checklist card, so that overriding it hides each of them."""
     columns = {c["name"] for c in sa.inspect(connection).get_columns(CARDS.name)}
@@ -154,8 +157,15 @@ class Store:
         url: str,
         patient_hash_key: str | None = None,
         snooze_days: Mapping[str, int] | None = None,
+        retention_days: int = 0,
+        purge_every: float = PURGE_SECONDS,
     ) -> None:
+        """``retention_days``: issued cards and feedback older than this are deleted by the
+        background writer every ``purge_every`` seconds (0: kept for ever)."""
         self.engine = _engine(url)
+        self.retention_days = retention_days
+        self.purge_every = purge_every
+        self._purged = time.monotonic()
         migrate(self.engine)
         self._key = (patient_hash_key or generated_key(self.engine)).encode()
         self.snooze_days = dict(snooze_days or {})
@@ -314,7 +324,13 @@ class Store:
     def _write_issued(self) -> None:
         """Drain the queue in batches; flush markers are released once what precedes is written."""
         while True:
-            batch = [self._queue.get()]
+            try:
+                batch = [self._queue.get(timeout=self.purge_every)]
+            except queue.Empty:
+                batch = []
+            if time.monotonic() - self._purged >= self.purge_every:
+                self._purged = time.monotonic()
+                self.purge()
             while not self._queue.empty() and len(batch) < 500:
                 batch.append(self._queue.get_nowait())
             cards = [item for item in batch if isinstance(item, IssuedCard)]
@@ -323,6 +339,36 @@ class Store:
             for item in batch:
                 if isinstance(item, threading.Event):
                     item.set()
+
+    def purge(self, now: datetime | None = None) -> dict[str, int]:
+        """Delete what is past its time: issued cards and feedback older than the retention
+        period, expired overrides and token ids. Several instances may purge alike."""
+        now = now or datetime.now(UTC)
+        deletes = {
+            "snoozes": sa.delete(SNOOZES).where(SNOOZES.c.until < now),
+            "jtis": sa.delete(JTIS).where(JTIS.c.expires < now.timestamp()),
+        }
+        if self.retention_days > 0:
+            cutoff = now - timedelta(days=self.retention_days)
+            deletes["cards"] = sa.delete(CARDS).where(CARDS.c.issued_at < cutoff)
+            deletes["feedback"] = sa.delete(FEEDBACK).where(FEEDBACK.c.received_at < cutoff)
+        try:
+            with self.engine.begin() as connection:
+                counts = {name: connection.execute(d).rowcount for name, d in deletes.items()}
+        except sa.exc.SQLAlchemyError as error:
+            self._reopen_after(error)
+            logs.event("store-purge-failed", logging.ERROR, **describe(error))
+            return {}
+        if any(counts.values()):
+            logs.event("store-purged", **counts)
+        return counts
+
+    def _reopen_after(self, error: sa.exc.SQLAlchemyError) -> None:
+        """After an operational failure, open fresh connections next time: a connection that
+        was opened while the SQLite file was read-only stays read-only for good, and one to a
+        restarted PostgreSQL is dead (issue 17 item 6)."""
+        if isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError):
+            self.engine.dispose()
 
     def _insert_cards(self, cards: list[IssuedCard]) -> None:
         rows = [
@@ -345,6 +391,7 @@ class Store:
                     connection.execute(_insert_ignoring_duplicates(self.engine, CARDS), rows)
                 return
             except sa.exc.SQLAlchemyError as error:
+                self._reopen_after(error)
                 logs.event(
                     "card-log-failed" if pause is None else "card-log-retry",
                     logging.ERROR if pause is None else logging.WARNING,
@@ -379,6 +426,7 @@ class Store:
         try:
             return self._store_feedback(rows, entries, uuids, now)
         except sa.exc.SQLAlchemyError as error:
+            self._reopen_after(error)
             logs.event("feedback-store-failed", logging.ERROR, **describe(error))
             raise StoreUnavailableError from None
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
 import pytest
@@ -19,6 +21,8 @@ from cds_service.store import (
     MIGRATIONS,
     SCHEMA_VERSION,
     SNOOZES,
+    IssuedCard,
+    Store,
     migrate,
 )
 
@@ -357,3 +361,52 @@ def test_instants_at_the_edge_of_the_calendar_are_kept_as_sent():
 
     assert normalised_instant("0001-01-01T00:00:00+01:00") == "0001-01-01T00:00:00+01:00"
     assert normalised_instant("2026-11-21T11:00:00+01:00") == "2026-11-21T10:00:00.000Z"
+
+
+def test_old_cards_and_feedback_are_purged_and_recent_ones_kept(app, client):
+    """Issue 17 item 13: retention. Rows older than retention_days (400) go; newer stay."""
+    cards = issue_cards(app, client)
+    client.post(FEEDBACK_URL, json={"feedback": [accepted(cards[0])]})
+    store = app.extensions["alpha1_cds"].store
+    later = datetime.now(UTC) + timedelta(days=401)
+    assert store.purge(datetime.now(UTC))["cards"] == 0  # nothing is old yet
+    assert len(rows(app, CARDS)) == len(cards)
+    counts = store.purge(later)
+    assert counts["cards"] == len(cards)
+    assert counts["feedback"] == 1
+    assert rows(app, CARDS) == []
+    assert rows(app, FEEDBACK) == []
+
+
+def test_the_purge_runs_by_itself(database_url):
+    store = Store(database_url, "k", retention_days=1, purge_every=0.1)
+    old = datetime.now(UTC) - timedelta(days=2)
+    card = IssuedCard("c" * 36, "aatd-patient-view", "family-testing", "info", (), "h", None, old)
+    store.log_issued([card])
+    store.flush()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with store.engine.connect() as connection:
+            if connection.scalar(sa.select(sa.func.count()).select_from(CARDS)) == 0:
+                break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the old card was not purged")
+    store.close()
+
+
+def test_a_read_only_sqlite_connection_is_reopened_and_nothing_is_lost(tmp_path):
+    """Issue 17 item 6. A connection that opened the file read-only (simulated with SQLite's
+    query_only, as the tests run as root) kept failing until the worker restarted; now the
+    failed write's retry opens a fresh connection and the cards are written."""
+    store = Store(f"sqlite:///{tmp_path}/cards.sqlite", "k")
+    with store.engine.connect() as connection:  # back to the pool, read-only
+        connection.exec_driver_sql("PRAGMA query_only = ON")
+    card = IssuedCard(
+        "d" * 36, "aatd-patient-view", "family-testing", "info", (), "h", None, datetime.now(UTC)
+    )
+    store.log_issued([card])
+    store.flush(timeout=15)
+    with store.engine.connect() as connection:
+        assert connection.scalar(sa.select(sa.func.count()).select_from(CARDS)) == 1
+    store.close()
