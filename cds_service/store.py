@@ -21,6 +21,8 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -174,6 +176,11 @@ class Store:
         self._snoozes_lock = threading.Lock()  # guards updates from stored feedback
         self._reloading = threading.Lock()  # one reload at a time, never waited for
         self._queue: queue.Queue[IssuedCard | threading.Event] = queue.Queue(maxsize=10_000)
+        # Calls from request threads (token ids, feedback) run here, each waited for a bounded
+        # time: a frozen database (no answer at all, so no server-side timeout fires) then
+        # holds at most these threads, never a request thread (issue 17 item 3).
+        self._lane = ThreadPoolExecutor(STORE_LANE_THREADS, thread_name_prefix="store")
+        self.dropped = 0  # issued cards dropped because the queue was full (logged)
         self._writer = threading.Thread(target=self._write_issued, name="card-log", daemon=True)
         self._writer.start()
         atexit.register(self.close)
@@ -193,7 +200,14 @@ class Store:
 
     def first_use(self, iss: str, jti: str, expires: float) -> bool | None:
         """True the first time (iss, jti) is seen, False for a replay, None when the store
-        cannot say (the caller then relies on its own memory)."""
+        cannot say within JTI_WAIT_SECONDS (the caller then relies on its own memory)."""
+        try:
+            return self._lane.submit(self._first_use, iss, jti, expires).result(JTI_WAIT_SECONDS)
+        except FutureTimeout:
+            logs.event("jti-store-failed", logging.ERROR, error="timeout")
+            return None
+
+    def _first_use(self, iss: str, jti: str, expires: float) -> bool | None:
         now = time.time()
         row = {"iss": iss[:255], "jti": jti[:255], "expires": expires}
         insert = _insert_ignoring_duplicates(self.engine, JTIS).returning(JTIS.c.jti)
@@ -308,7 +322,10 @@ class Store:
             try:
                 self._queue.put_nowait(card)
             except queue.Full:
-                logs.event("card-log-full", logging.WARNING, card=card.card_uuid)
+                self.dropped += 1
+                logs.event(
+                    "card-log-full", logging.ERROR, card=card.card_uuid, dropped=self.dropped
+                )
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until every card queued before this call is written (tests, shutdown)."""
@@ -385,22 +402,29 @@ class Store:
             }
             for c in cards
         ]
-        for attempt, pause in enumerate((0.5, 1.0, 2.0, 4.0, None), 1):
+        attempt = 0
+        while True:
             try:
                 with self.engine.begin() as connection:
                     connection.execute(_insert_ignoring_duplicates(self.engine, CARDS), rows)
+                if attempt:
+                    logs.event("card-log-recovered", cards=len(rows), attempts=attempt + 1)
                 return
             except sa.exc.SQLAlchemyError as error:
                 self._reopen_after(error)
-                logs.event(
-                    "card-log-failed" if pause is None else "card-log-retry",
-                    logging.ERROR if pause is None else logging.WARNING,
-                    cards=len(rows),
-                    attempt=attempt,
-                    **describe(error),
-                )
-                if pause is not None:
-                    time.sleep(pause)  # the writer thread waits; hook calls never do
+                attempt += 1
+                if attempt & (attempt - 1) == 0:  # attempts 1, 2, 4, 8...: a line each
+                    logs.event(
+                        "card-log-retry",
+                        logging.WARNING,
+                        cards=len(rows),
+                        attempt=attempt,
+                        queued=self._queue.qsize(),
+                        **describe(error),
+                    )
+                # The writer thread waits, never a hook call: cards issued meanwhile queue
+                # up (bounded; past it they are dropped and counted, card-log-full).
+                time.sleep(min(0.5 * 2 ** (attempt - 1), RETRY_MAX_SECONDS))
 
     # --- feedback: written in the request, idempotently ------------------------------------
 
@@ -424,7 +448,11 @@ class Store:
         if not self._queue.empty():
             self.flush(timeout=2.0)  # a card issued moments ago is known, not "unknown"
         try:
-            return self._store_feedback(rows, entries, uuids, now)
+            call = self._lane.submit(self._store_feedback, rows, entries, uuids, now)
+            return call.result(STORE_WAIT_SECONDS + 1)
+        except FutureTimeout:
+            logs.event("feedback-store-failed", logging.ERROR, error="timeout")
+            raise StoreUnavailableError from None
         except sa.exc.SQLAlchemyError as error:
             self._reopen_after(error)
             logs.event("feedback-store-failed", logging.ERROR, **describe(error))
@@ -453,6 +481,9 @@ class Store:
 
 SNOOZE_REFRESH_SECONDS = 30.0
 STORE_WAIT_SECONDS = 3
+STORE_LANE_THREADS = 2
+JTI_WAIT_SECONDS = 0.5  # a hook call waits no longer for the shared replay check
+RETRY_MAX_SECONDS = 5.0  # the longest pause between attempts to write issued cards
 
 
 class StoreUnavailableError(Exception):
