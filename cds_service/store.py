@@ -336,6 +336,7 @@ class Store:
     def close(self) -> None:
         if self._writer.is_alive():
             self.flush()
+        self._lane.shutdown(wait=True)  # their connections go back to the pool, then closed
         self.engine.dispose()
 
     def _write_issued(self) -> None:
