@@ -181,6 +181,10 @@ class Store:
         # holds at most these threads, never a request thread (issue 17 item 3).
         self._lane = ThreadPoolExecutor(STORE_LANE_THREADS, thread_name_prefix="store")
         self.dropped = 0  # issued cards dropped because the queue was full (logged)
+        # After a call on the lane timed out or failed, the store is taken as down for
+        # BREAK_SECONDS: calls then answer at once (503, or the worker's own jti memory)
+        # instead of each waiting out the same fault.
+        self._down_until = 0.0
         self._writer = threading.Thread(target=self._write_issued, name="card-log", daemon=True)
         self._writer.start()
         atexit.register(self.close)
@@ -202,10 +206,20 @@ class Store:
         """True the first time (iss, jti) is seen, False for a replay, None when the store
         cannot say within JTI_WAIT_SECONDS (the caller then relies on its own memory)."""
         try:
-            return self._lane.submit(self._first_use, iss, jti, expires).result(JTI_WAIT_SECONDS)
-        except FutureTimeout:
-            logs.event("jti-store-failed", logging.ERROR, error="timeout")
+            return self._on_lane(JTI_WAIT_SECONDS, self._first_use, iss, jti, expires)
+        except (FutureTimeout, StoreUnavailableError):
+            logs.event("jti-store-failed", logging.ERROR, error="timeout or store down")
             return None
+
+    def _on_lane(self, wait: float, call: Callable[..., Any], *args: Any) -> Any:
+        """``call(*args)`` on the store lane, waited for ``wait`` seconds at most."""
+        if time.monotonic() < self._down_until:
+            raise StoreUnavailableError
+        try:
+            return self._lane.submit(call, *args).result(wait)
+        except (FutureTimeout, sa.exc.OperationalError, sa.exc.InterfaceError):
+            self._down_until = time.monotonic() + BREAK_SECONDS
+            raise
 
     def _first_use(self, iss: str, jti: str, expires: float) -> bool | None:
         now = time.time()
@@ -446,11 +460,15 @@ class Store:
             for e in entries
         ]
         uuids = {e.card_uuid for e in entries}
+        if time.monotonic() < self._down_until:
+            logs.event("feedback-store-failed", logging.ERROR, error="store down")
+            raise StoreUnavailableError
         if not self._queue.empty():
             self.flush(timeout=2.0)  # a card issued moments ago is known, not "unknown"
         try:
-            call = self._lane.submit(self._store_feedback, rows, entries, uuids, now)
-            return call.result(STORE_WAIT_SECONDS + 1)
+            return self._on_lane(
+                STORE_WAIT_SECONDS + 1, self._store_feedback, rows, entries, uuids, now
+            )
         except FutureTimeout:
             logs.event("feedback-store-failed", logging.ERROR, error="timeout")
             raise StoreUnavailableError from None
@@ -485,6 +503,7 @@ STORE_WAIT_SECONDS = 3
 STORE_LANE_THREADS = 2
 JTI_WAIT_SECONDS = 0.5  # a hook call waits no longer for the shared replay check
 RETRY_MAX_SECONDS = 5.0  # the longest pause between attempts to write issued cards
+BREAK_SECONDS = 5.0  # how long the store is taken as down after a call timed out or failed
 
 
 class StoreUnavailableError(Exception):

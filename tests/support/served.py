@@ -34,6 +34,7 @@ class Served:
             "ALPHA1_CDS_DATABASE_URL": f"sqlite:///{folder}/cards.sqlite",
             **(env or {}),
         }
+        self.database_url = environment["ALPHA1_CDS_DATABASE_URL"]
         command = [
             *(command or [str(Path(sys.executable).with_name("alpha1-cds")), "serve"]),
             *("--port", str(self.port), "--workers", str(workers)),
