@@ -141,6 +141,9 @@ def gather(
         for key, bundle in to_continue.items()
     }
     _collect(futures, deadline, gathered)
+    if len(gathered.resources) > settings.max_resources:  # fetched and sent, all keys together
+        why = f"together the data hold more than {settings.max_resources} resources"
+        raise _unobtainable(dict.fromkeys(futures, f"{why} (max_resources)"))
     gathered.fetched = sorted(to_fetch)
     return gathered
 

@@ -10,6 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from cds_service import create_app
+
+from .conftest import TEST_SETTINGS
 from .support.builders import hook_request, load_bundle
 from .support.faulty_fhir import FaultyFhir
 
@@ -83,3 +86,14 @@ def test_a_search_past_max_resources_is_refused(client, upstream):
     status, body, _ = _call(client, f"{upstream.base}/many")
     assert status == 412
     assert "more than 20000 resources" in _diagnostics(body)
+
+
+def test_fetched_data_of_all_keys_together_are_bounded_by_max_resources(upstream):
+    """Each key under the cap, two keys together over it: still a 412, never a worker
+    mapping an unbounded record."""
+    app = create_app(TEST_SETTINGS | {"max_resources": 15_000})
+    request = hook_request(load_bundle("testing-copd-untested"), fhirServer=f"{upstream.base}/half")
+    del request["prefetch"]["conditions"], request["prefetch"]["allergies"]
+    response = app.test_client().post(SERVICE, json=request)
+    assert response.status_code == 412
+    assert "more than 15000 resources" in _diagnostics(response.json)

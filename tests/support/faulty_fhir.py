@@ -2,7 +2,8 @@
 
 ``/trickle/...``: headers at once, then the body a byte every 0.2 s; ``/bomb/...``: a small
 gzip body that inflates past any sane size; ``/many/...``: a searchset of more resources
-than a hook call may hold. Anything else: an empty searchset.
+than a hook call may hold; ``/half/...``: half as many. Anything else: an empty
+searchset.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._head(len(body), {"Content-Encoding": "gzip"})
             self.wfile.write(body)
         else:
-            body = _searchset(MANY if fault == "many" else 0)
+            count = {"many": MANY, "half": MANY // 2}.get(fault, 0)
+            body = _searchset(count)
             self._head(len(body))
             self.wfile.write(body)
 
