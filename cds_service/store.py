@@ -425,7 +425,7 @@ class Store:
                 if attempt:
                     logs.event("card-log-recovered", cards=len(rows), attempts=attempt + 1)
                 return
-            except sa.exc.SQLAlchemyError as error:
+            except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
                 self._reopen_after(error)
                 attempt += 1
                 if attempt & (attempt - 1) == 0:  # attempts 1, 2, 4, 8...: a line each
@@ -440,6 +440,10 @@ class Store:
                 # The writer thread waits, never a hook call: cards issued meanwhile queue
                 # up (bounded; past it they are dropped and counted, card-log-full).
                 time.sleep(min(0.5 * 2 ** (attempt - 1), RETRY_MAX_SECONDS))
+            except sa.exc.SQLAlchemyError as error:  # the rows, not the database: no retry
+                self.dropped += len(rows)
+                logs.event("card-log-failed", logging.ERROR, cards=len(rows), **describe(error))
+                return
 
     # --- feedback: written in the request, idempotently ------------------------------------
 

@@ -410,3 +410,25 @@ def test_a_read_only_sqlite_connection_is_reopened_and_nothing_is_lost(tmp_path)
     with store.engine.connect() as connection:
         assert connection.scalar(sa.select(sa.func.count()).select_from(CARDS)) == 1
     store.close()
+
+
+def test_rows_the_database_refuses_are_not_retried_for_ever(tmp_path):
+    """Only a database that cannot be reached is waited for: a batch it refuses is dropped,
+    counted and logged, and the writer goes on with the next cards."""
+    store = Store(f"sqlite:///{tmp_path}/cards.sqlite", "k")
+    now = datetime.now(UTC)
+    bad = IssuedCard("e" * 36, "s", "t", "info", (), "h", None, now)
+    with store.engine.begin() as connection:  # a trigger: the database refuses such a row
+        connection.exec_driver_sql(
+            "CREATE TRIGGER refuse BEFORE INSERT ON alpha1_cards_issued "
+            "WHEN NEW.topic = 't' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    store.log_issued([bad])
+    store.flush(timeout=5)
+    good = IssuedCard("f" * 36, "s", "family-testing", "info", (), "h", None, now)
+    store.log_issued([good])
+    store.flush(timeout=5)
+    assert store.dropped == 1
+    with store.engine.connect() as connection:
+        assert list(connection.scalars(sa.select(CARDS.c.card_uuid))) == ["f" * 36]
+    store.close()
