@@ -19,6 +19,7 @@ from .request_checks import check_patient, check_size, read_json, validate_reque
 from .responses import json_response
 from .runtime import runtime
 from .services import SERVICES
+from .smart_app import launch_url
 from .store import StoreUnavailableError
 from .timing import arrived, elapsed_ms
 from .validation import check
@@ -41,13 +42,6 @@ def openapi() -> Response:
 @public.get("/healthz")
 def healthz() -> Response:
     return json_response({"status": "ok"})
-
-
-def app_launch_url() -> str:
-    """The SMART app's launch URL: under public_base_url (required with auth on), else the
-    URL this request came to (a developer on loopback)."""
-    base = runtime().settings.public_base_url or request.host_url
-    return base.rstrip("/") + "/app/launch"
 
 
 @cds.post("/cds-services/<service_id>")
@@ -80,7 +74,7 @@ def invoke(service_id: str) -> Response:
         incomplete=gathered.incomplete,
         drafts=review,
         hidden=hidden,
-        app_url=app_launch_url(),
+        app_url=launch_url(),
     )
     auth_ms = g.get("auth_ms")
     timings = {

@@ -262,3 +262,11 @@ def test_ehr_launch_with_a_forged_state_is_refused_in_the_browser(browser, fhir,
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "app-forged-state.png"))
         page.close()
+
+
+def test_a_token_endpoint_off_https_is_refused_before_any_code_is_sent(client):
+    with responses.RequestsMock() as mock:
+        _discovery(mock, token_endpoint="http://auth.example.org/token")
+        response = client.get(f"/app/launch?iss={ISS}&launch=x")
+    assert response.status_code == 400
+    assert "https is required" in response.get_data(as_text=True)

@@ -56,9 +56,15 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
+def launch_url() -> str:
+    """The app's launch URL: under public_base_url (required with auth on), else the URL
+    this request came to (a developer on loopback). The cards link to it."""
+    return _base() + "/app/launch"
+
+
 @app_pages.get("/")
 def index() -> str:
-    return render_template("index.html", launch_url=_base() + "/app/launch")
+    return render_template("index.html", launch_url=launch_url())
 
 
 @app_pages.get("/launch")

@@ -13,11 +13,13 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import requests
 
 from fhir_mappings import APP_QUERIES
+
+from .. import urls
 
 DISCOVERY = ".well-known/smart-configuration"
 LAUNCH_SECONDS = 600  # how long the launch cookie is good for
@@ -74,8 +76,24 @@ def discover(iss: str, timeout: float) -> SmartServer:
     authorize, token = document.get("authorization_endpoint"), document.get("token_endpoint")
     if not isinstance(authorize, str) or not isinstance(token, str):
         raise LaunchError("the SMART configuration names no authorization or token endpoint")
+    for name, endpoint in (("authorization", authorize), ("token", token)):
+        why = _endpoint_problem(endpoint)
+        if why:
+            raise LaunchError(f"the {name} endpoint {why}")
     capabilities = document.get("capabilities") or []
     return SmartServer(authorize, token, "permission-v2" in capabilities)
+
+
+def _endpoint_problem(url: str) -> str | None:
+    """The code and the PKCE verifier go to the token endpoint: https, or http on loopback
+    (a developer's or a test's own server), never anywhere else."""
+    why = urls.problem(url, allow_query=True)
+    if why:
+        return why
+    parts = urlsplit(url)
+    if parts.scheme != "https" and not urls.is_loopback(parts.hostname or ""):
+        return "is http on a host that is not loopback (https is required)"
+    return None
 
 
 def scopes(v2: bool, standalone: bool) -> str:
