@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,7 +36,12 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def balanced(tmp_path_factory) -> Iterator[tuple[str, list[Served]]]:
-    env = {"ALPHA1_CDS_DATABASE_URL": str(POSTGRES_URL)}
+    # One key for both instances (as the generated one would be), of their own: the
+    # overrides this test sends hide nothing from other tests sharing the database.
+    env = {
+        "ALPHA1_CDS_DATABASE_URL": str(POSTGRES_URL),
+        "ALPHA1_CDS_PATIENT_HASH_KEY": uuid.uuid4().hex,
+    }
     instances = [Served(1, env=env), Served(1, env=env)]
     front = free_port()
     config = (

@@ -11,6 +11,7 @@ import gc
 import os
 import subprocess
 import time
+import uuid
 import warnings
 from pathlib import Path
 
@@ -39,7 +40,9 @@ def _postgres(command: str) -> None:
 
 @pytest.fixture
 def app():
-    app = create_app(TEST_SETTINGS | {"database_url": POSTGRES_URL})
+    # A key of its own: overrides other tests left in the shared database hide nothing here.
+    key = uuid.uuid4().hex
+    app = create_app(TEST_SETTINGS | {"database_url": POSTGRES_URL, "patient_hash_key": key})
     app.test_client_class = ConformanceClient
     yield app
     app.extensions["alpha1_cds"].store.close()
