@@ -155,8 +155,8 @@ def wsgi_environ(scope: Scope, body: bytes, arrival: float) -> dict[str, Any]:
     }
     for name, value in scope.headers.items():
         key = name.upper().replace("-", "_")
-        if key == "CONTENT_LENGTH":
-            continue
+        if key in ("CONTENT_LENGTH", "TRANSFER_ENCODING"):
+            continue  # the body is here whole and de-chunked: CONTENT_LENGTH above says so
         key = key if key == "CONTENT_TYPE" else f"HTTP_{key}"
         environ[key] = f"{environ[key]}, {value}" if key in environ else value
     return environ

@@ -126,6 +126,20 @@ def test_slow_bodies_leave_every_thread_free_and_get_a_408(served):
         assert "not received within 2 s" in outcome["issue"][0]["diagnostics"]
 
 
+def test_a_chunked_request_body_is_read_whole(served):
+    """Clients that stream their body (Transfer-Encoding: chunked) are answered like any."""
+    body = json.dumps(hook_request(load_bundle("testing-copd-untested"))).encode()
+    pieces = (body[i : i + 1000] for i in range(0, len(body), 1000))
+    response = requests.post(
+        f"{served.base}{PATIENT_VIEW}",
+        data=pieces,  # a generator: requests sends it chunked
+        headers={"Content-Type": "application/json"},
+        timeout=5,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["cards"][0]["source"]["topic"]["code"] == "aatd-testing-recommended"
+
+
 def test_a_declared_oversized_body_is_refused_unread(served):
     with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
         sock.sendall(
