@@ -89,7 +89,7 @@ class WsgiBridge:
         environ = wsgi_environ(scope, body, arrival)
         loop = asyncio.get_running_loop()
         status, headers, payload = await loop.run_in_executor(self.pool, self._call, environ)
-        protocol.response_bytes(status, headers, payload)
+        _send(protocol, status, headers, payload)
 
     async def _read_body(self, scope: Scope, protocol: Any) -> bytes:
         declared = scope.headers.get("content-length")
@@ -165,7 +165,16 @@ def wsgi_environ(scope: Scope, body: bytes, arrival: float) -> dict[str, Any]:
 def _refuse(protocol: Any, status: int, code: str, message: str) -> None:
     logs.event("error", logging.WARNING, status=status, where=[code])
     headers = [("Content-Type", "application/fhir+json"), ("Connection", "close")]
-    protocol.response_bytes(status, headers, _outcome(code, message))
+    _send(protocol, status, headers, _outcome(code, message))
+
+
+def _send(protocol: Any, status: int, headers: Headers, body: bytes) -> None:
+    """The answer, unless the client has gone (granian then raises a RuntimeError subclass:
+    nobody to answer, and no traceback for the log)."""
+    try:
+        protocol.response_bytes(status, headers, body)
+    except RuntimeError:
+        return
 
 
 def _outcome(code: str, message: str) -> bytes:
