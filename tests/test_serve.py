@@ -111,14 +111,14 @@ def _attack(served: Served, body: bool) -> tuple[list[SlowClient], list[float]]:
 
 def test_slow_headers_leave_every_thread_free(served):
     clients, answered = _attack(served, body=False)
-    assert max(answered) < 1.0, answered
+    assert max(answered) < 2.5, answered  # not held: under gunicorn they timed out (3 s)
     # granian closes a connection whose headers take longer than 5 s to arrive.
     assert all(c.closed_after is not None and c.closed_after < 8 for c in clients)
 
 
 def test_slow_bodies_leave_every_thread_free_and_get_a_408(served):
     clients, answered = _attack(served, body=True)
-    assert max(answered) < 1.0, answered
+    assert max(answered) < 2.5, answered  # not held: under gunicorn they timed out (3 s)
     for client in clients:
         assert client.answer.startswith(b"HTTP/1.1 408"), client.answer[:80]
         outcome = json.loads(client.answer.split(b"\r\n\r\n", 1)[1])

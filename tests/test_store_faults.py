@@ -95,7 +95,7 @@ def test_a_frozen_database_holds_no_hook_call_and_loses_no_card(app):
         issued, times, answers = _during_fault(app, 6.0)
     finally:
         _postgres("thaw")
-    assert max(times) < 1.0, max(times)  # hook calls never wait for the store
+    assert max(times) < 2.0, max(times)  # never held by the store (its bounds are 3 s+)
     assert all(status == 503 for status, _ in answers), answers
     assert max(took for _, took in answers) < 5.5  # 503 promptly, a request thread freed
     store = app.extensions["alpha1_cds"].store
@@ -113,7 +113,7 @@ def test_a_stopped_database_loses_no_card_and_feedback_resumes(app):
         issued, times, answers = _during_fault(app, 8.0)  # past the old 7.5 s of retries
     finally:
         _postgres("resume")
-    assert max(times) < 1.0, max(times)
+    assert max(times) < 2.0, max(times)
     assert answers
     assert all(status == 503 for status, _ in answers), answers
     deadline = time.monotonic() + 30
