@@ -181,10 +181,11 @@ class Store:
         # holds at most these threads, never a request thread (issue 17 item 3).
         self._lane = ThreadPoolExecutor(STORE_LANE_THREADS, thread_name_prefix="store")
         self.dropped = 0  # issued cards dropped because the queue was full (logged)
-        # After a call on the lane timed out or failed, the store is taken as down for
-        # BREAK_SECONDS: calls then answer at once (503, or the worker's own jti memory)
-        # instead of each waiting out the same fault.
-        self._down_until = 0.0
+        # After a call of one kind ("jti", "feedback") on the lane timed out or could not
+        # reach the database, calls of that kind answer at once for BREAK_SECONDS (503, or
+        # the worker's own jti memory) instead of each waiting out the same fault. Per kind:
+        # a jti check that was merely slow (its wait is short) must not refuse feedback.
+        self._down_until: dict[str, float] = {}
         self._writer = threading.Thread(target=self._write_issued, name="card-log", daemon=True)
         self._writer.start()
         atexit.register(self.close)
@@ -206,20 +207,23 @@ class Store:
         """True the first time (iss, jti) is seen, False for a replay, None when the store
         cannot say within JTI_WAIT_SECONDS (the caller then relies on its own memory)."""
         try:
-            return self._on_lane(JTI_WAIT_SECONDS, self._first_use, iss, jti, expires)
+            return self._on_lane("jti", JTI_WAIT_SECONDS, self._first_use, iss, jti, expires)
         except (FutureTimeout, StoreUnavailableError):
             logs.event("jti-store-failed", logging.ERROR, error="timeout or store down")
             return None
 
-    def _on_lane(self, wait: float, call: Callable[..., Any], *args: Any) -> Any:
+    def _on_lane(self, kind: str, wait: float, call: Callable[..., Any], *args: Any) -> Any:
         """``call(*args)`` on the store lane, waited for ``wait`` seconds at most."""
-        if time.monotonic() < self._down_until:
+        if self._down(kind):
             raise StoreUnavailableError
         try:
             return self._lane.submit(call, *args).result(wait)
         except (FutureTimeout, sa.exc.OperationalError, sa.exc.InterfaceError):
-            self._down_until = time.monotonic() + BREAK_SECONDS
+            self._down_until[kind] = time.monotonic() + BREAK_SECONDS
             raise
+
+    def _down(self, kind: str) -> bool:
+        return time.monotonic() < self._down_until.get(kind, 0.0)
 
     def _first_use(self, iss: str, jti: str, expires: float) -> bool | None:
         now = time.time()
@@ -464,14 +468,14 @@ class Store:
             for e in entries
         ]
         uuids = {e.card_uuid for e in entries}
-        if time.monotonic() < self._down_until:
+        if self._down("feedback"):
             logs.event("feedback-store-failed", logging.ERROR, error="store down")
             raise StoreUnavailableError
         if not self._queue.empty():
             self.flush(timeout=2.0)  # a card issued moments ago is known, not "unknown"
         try:
             return self._on_lane(
-                STORE_WAIT_SECONDS + 1, self._store_feedback, rows, entries, uuids, now
+                "feedback", STORE_WAIT_SECONDS + 1, self._store_feedback, rows, entries, uuids, now
             )
         except FutureTimeout:
             logs.event("feedback-store-failed", logging.ERROR, error="timeout")
