@@ -196,7 +196,7 @@ def over_http(bodies: dict[str, bytes], workers: int, scale: float) -> dict[str,
                     conc[target][name][1] += seconds
         memory = {
             target: {
-                "workers_peak_mb": server.workers_peak_memory_mb(),
+                "workers_peak_mb": server.workers_memory_mb(),
                 "tree_peak_mb": server.tree_peak_memory_mb(),
             }
             for target, server in servers.items()

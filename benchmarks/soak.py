@@ -121,16 +121,6 @@ def _feedback(connection: http.client.HTTPConnection, card: dict[str, Any], tall
             tally.acknowledged.add(card["uuid"])
 
 
-def _rss_mb(server: Served) -> list[float]:
-    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text()
-    sizes = []
-    for pid in children.split():
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                sizes.append(round(int(line.split()[1]) / 1024, 1))
-    return sizes
-
-
 def _fault(kind: str, start_after: float, seconds: float) -> threading.Thread:
     def run() -> None:
         time.sleep(start_after)
@@ -191,7 +181,7 @@ def main() -> None:
     url = url or server.database_url
     bodies = [json.dumps(hook_request(load_bundle(name))).encode() for name in PATIENTS]
     tally = Tally()
-    rss_start = _rss_mb(server)
+    rss_start = server.workers_memory_mb("VmRSS")
     started = time.monotonic()
     fault_from = args.seconds / 2 - args.fault_seconds / 2
     if args.fault != "none":
@@ -208,7 +198,7 @@ def main() -> None:
         client.start()
     for client in clients:
         client.join()
-    rss_end = _rss_mb(server)
+    rss_end = server.workers_memory_mb("VmRSS")
     reconciliation = _reconcile(url, tally)
     server.stop()
     report = _report(args, tally, rss_start, rss_end, reconciliation, fault_from)

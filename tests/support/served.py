@@ -62,14 +62,16 @@ class Served:
     def stderr(self) -> str:
         return self.stderr_path.read_text(encoding="utf-8", errors="replace")
 
-    def workers_peak_memory_mb(self) -> list[float]:
-        """VmHWM of each worker process (granian's workers are the server's children)."""
+    def workers_memory_mb(self, field: str = "VmHWM") -> list[float]:
+        """A /proc status figure of each worker process (granian's workers are the server's
+        children): VmHWM, the peak resident size, or VmRSS, the current one."""
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text()
-        return [_peak_mb(int(pid)) for pid in children.split()]
+        return [_memory_mb(int(pid), field) for pid in children.split()]
 
     def tree_peak_memory_mb(self) -> float:
         """The server's own peak plus its workers' (an upper bound of the tree's peak)."""
-        return round(_peak_mb(self.process.pid) + sum(self.workers_peak_memory_mb()), 1)
+        own = _memory_mb(self.process.pid, "VmHWM")
+        return round(own + sum(self.workers_memory_mb()), 1)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -80,8 +82,8 @@ class Served:
             self.process.wait(timeout=5)
 
 
-def _peak_mb(pid: int) -> float:
+def _memory_mb(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return round(int(line.split()[1]) / 1024, 1)
     return 0.0
