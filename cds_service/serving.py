@@ -92,10 +92,11 @@ class WsgiBridge:
         _send(protocol, status, headers, payload)
 
     async def _read_body(self, scope: Scope, protocol: Any) -> bytes:
-        declared = scope.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+        declared = scope.headers.get("content-length", "")
+        length = int(declared) if declared.isdigit() else None
+        if length is not None and length > self.max_body_bytes:
             raise BodyTooLargeError
-        if declared is not None and declared.isdigit() and int(declared) == 0:
+        if length == 0:
             return b""
         chunks, size = [], 0
         async for chunk in protocol:
