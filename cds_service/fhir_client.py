@@ -114,9 +114,11 @@ class FhirClient:
         token: str | None,
         timeout: float,
         max_pages: int,
-        max_bytes: int = 20 * 1024 * 1024,
-        max_resources: int = 20_000,
+        max_bytes: int,
+        max_resources: int,
     ) -> None:
+        """The limits are the settings of the same names (``fhir_max_pages``,
+        ``fhir_max_bytes``, ``max_resources``), declared there once."""
         self.base = base.rstrip("/") + "/"
         self.timeout = timeout
         self.max_pages = max_pages

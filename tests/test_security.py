@@ -136,9 +136,13 @@ def test_loopback_is_decided_by_parsing_the_address():
 
 
 def test_a_next_link_with_dot_segments_is_not_followed(client):
+    from cds_service.config import Settings
     from cds_service.fhir_client import FetchError, FhirClient
 
-    fhir = FhirClient("https://fhir.example.org/r4", "t", 1.0, 3)
+    limits = Settings()
+    fhir = FhirClient(
+        "https://fhir.example.org/r4", "t", 1.0, 3, limits.fhir_max_bytes, limits.max_resources
+    )
     page = {
         "resourceType": "Bundle",
         "link": [{"relation": "next", "url": "https://fhir.example.org/r4/../evil?page=2"}],
