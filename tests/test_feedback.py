@@ -136,6 +136,24 @@ def test_single_feedback_is_stored(app, client):
     )
 
 
+def test_feedback_right_after_the_hook_call_finds_its_card(app, client):
+    """The writer gathers issued cards for a moment before writing them; feedback sent at
+    once (no flush by the test) must still find its card and hide the topic."""
+    response = client.post(
+        "/cds-services/aatd-patient-view",
+        json=hook_request(load_bundle("seed-002-lung-transplant")),
+    )
+    checklist = next(c for c in response.json["cards"] if c["source"]["topic"]["code"] == CHECKLIST)
+    answer = client.post(FEEDBACK_URL, json={"feedback": [overridden(checklist)]})
+    assert answer.status_code == 200
+    assert "unknownCards" not in answer.json
+    again = client.post(
+        "/cds-services/aatd-patient-view",
+        json=hook_request(load_bundle("seed-002-lung-transplant")),
+    )
+    assert CHECKLIST not in [c["source"]["topic"]["code"] for c in again.json["cards"]]
+
+
 def test_batched_and_repeated_feedback_is_idempotent(app, client):
     cards = issue_cards(app, client)
     batch = {"feedback": [accepted(cards[0]), overridden(cards[1]), overridden(cards[2])]}
