@@ -20,6 +20,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
 
 from fhir_mappings import terminology
+from fhir_mappings.fhirjson import NUMBER
 from hooks import (
     CorrectDose,
     OrderService,
@@ -91,7 +92,7 @@ def _shape(value: Any) -> Any:
         return "string" if value and value.strip() == value else repr(value)
     if isinstance(value, bool) or value is None:
         return value
-    if isinstance(value, int | float):
+    if isinstance(value, NUMBER):
         return "number" if math.isfinite(value) else repr(value)
     return repr(value)
 

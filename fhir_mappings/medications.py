@@ -14,7 +14,7 @@ from functools import cache
 from typing import Any
 
 from .facts import DataNote, MedicationOrder, PatientFacts, Source
-from .fhirjson import Json, as_dict, as_list, codings, concept_text
+from .fhirjson import NUMBER, Json, as_dict, as_list, codings, concept_text
 from .terminology import canonical_system, load_data
 
 NDC = "http://hl7.org/fhir/sid/ndc"
@@ -113,7 +113,7 @@ def _dose(dosage: Json) -> tuple[float | None, str | None]:
     for rate in as_list(dosage.get("doseAndRate")):
         quantity = as_dict(as_dict(rate).get("doseQuantity"))
         value = quantity.get("value")
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, NUMBER) and not isinstance(value, bool):
             unit = quantity.get("code") or quantity.get("unit")
             return float(value), str(unit) if unit else None
     return None, None
@@ -123,7 +123,7 @@ def _interval_days(dosage: Json) -> float | None:
     repeat = as_dict(as_dict(dosage.get("timing")).get("repeat"))
     period, unit = repeat.get("period"), repeat.get("periodUnit")
     frequency = repeat.get("frequency", 1)
-    if not isinstance(period, int | float) or unit not in DAYS:
+    if not isinstance(period, NUMBER) or unit not in DAYS:
         return None
     if not isinstance(frequency, int) or frequency < 1:
         return None

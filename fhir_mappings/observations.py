@@ -23,7 +23,7 @@ from .facts import (
     Source,
     TestRecord,
 )
-from .fhirjson import Json, as_dict, as_list, codings, concept_text
+from .fhirjson import NUMBER, Json, as_dict, as_list, codings, concept_text
 
 PRELIMINARY = frozenset({"preliminary"})
 SERPINA1_HGNC = "HGNC:8941"
@@ -65,7 +65,7 @@ def read_observation(
 def _quantity(resource: Json) -> tuple[float | None, str | None]:
     quantity = as_dict(resource.get("valueQuantity"))
     value = quantity.get("value")
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, NUMBER):
         return None, None
     return float(value), aat.normalise_unit(quantity.get("code"), quantity.get("unit"))
 
@@ -124,7 +124,7 @@ def _above_range(resource: Json) -> bool | None:
     comparator = _comparator(resource)
     for reference in as_list(resource.get("referenceRange")):
         high = as_dict(as_dict(reference).get("high")).get("value")
-        if isinstance(high, int | float) and not isinstance(high, bool):
+        if isinstance(high, NUMBER) and not isinstance(high, bool):
             if comparator in ("<", "<="):
                 return False if value <= high else None
             return value > high
@@ -280,7 +280,7 @@ def _below_range(resource: Json) -> bool | None:
     value = as_dict(resource.get("valueQuantity")).get("value")
     for reference in as_list(resource.get("referenceRange")):
         low = as_dict(as_dict(reference).get("low")).get("value")
-        if isinstance(low, int | float) and isinstance(value, int | float):
+        if isinstance(low, NUMBER) and isinstance(value, NUMBER):
             return value < low
     return False if codes else None
 

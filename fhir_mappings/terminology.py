@@ -18,6 +18,7 @@ SNOMED = "http://snomed.info/sct"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 UCUM = "http://unitsofmeasure.org"
 MEMO_LIMIT = 50_000
+_SYSTEM_TYPES = (str, type(None))  # a tuple: ``str | None`` is rebuilt at each call
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +98,7 @@ class ValueSets:
     def concepts_of(self, coding: Mapping[str, Any]) -> tuple[str, ...]:
         """Every concept a single Coding belongs to (a code may serve two, as T86.812 does)."""
         key = (coding.get("system"), coding.get("code"))
-        if not isinstance(key[1], str) or not isinstance(key[0], str | None):
+        if not isinstance(key[1], str) or not isinstance(key[0], _SYSTEM_TYPES):
             return ()
         found = self._memo.get(key)
         if found is None:
