@@ -60,17 +60,33 @@ def bundle_outcomes(bundle: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _outcome_issues(bundle: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    return _scan(bundle)[0]
+
+
+def _scan(bundle: Mapping[str, Any]) -> tuple[list[tuple[str, str, str]], int]:
+    """One pass over the entries: the outcome issues (severity, code, text) and the count
+    of entries that answer the search (not outcomes, not includes: what ``total`` counts).
+    A prefetch bundle may hold thousands of entries; most carry no ``search`` at all."""
     found = []
+    matches = 0
     for entry in as_list(bundle.get("entry")):
-        entry = as_dict(entry)
-        if as_dict(entry.get("search")).get("mode") != "outcome":
-            continue
-        for issue in as_list(as_dict(entry.get("resource")).get("issue")):
-            issue = as_dict(issue)
-            text = issue.get("diagnostics") or as_dict(issue.get("details")).get("text") or ""
-            found.append(
-                (str(issue.get("severity", "error")), str(issue.get("code", "")), str(text)[:200])
-            )
+        search = entry.get("search") if isinstance(entry, dict) else None
+        mode = search.get("mode") if isinstance(search, dict) else None
+        if mode is None or mode == "match":
+            matches += 1
+        elif mode == "outcome":
+            found += _issues(entry)
+    return found, matches
+
+
+def _issues(entry: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    found = []
+    for issue in as_list(as_dict(entry.get("resource")).get("issue")):
+        issue = as_dict(issue)
+        text = issue.get("diagnostics") or as_dict(issue.get("details")).get("text") or ""
+        found.append(
+            (str(issue.get("severity", "error")), str(issue.get("code", "")), str(text)[:200])
+        )
     return found
 
 
@@ -78,11 +94,12 @@ def unusable(bundle: Mapping[str, Any]) -> str | None:
     """Why a searchset cannot stand for the whole answer, or None: an outcome saying it
     failed or is incomplete (or a warning that results were cut), or a ``total`` larger
     than the entries it holds with no next page to read them from."""
-    for severity, code, text in _outcome_issues(bundle):
+    issues, matches = _scan(bundle)
+    for severity, code, text in issues:
         cut = any(word in text.lower() for word in CUT_WORDS)
         if severity in FAILED_SEVERITIES or code in INCOMPLETE_CODES or cut:
             return f"the FHIR server said the results are not complete: {text or code}"
-    total, matches = bundle.get("total"), match_count(bundle)
+    total = bundle.get("total")
     if isinstance(total, int) and total > matches and next_link(bundle) is None:
         return f"the search reported {total} results but held {matches}"
     return None
@@ -90,11 +107,7 @@ def unusable(bundle: Mapping[str, Any]) -> str | None:
 
 def match_count(bundle: Mapping[str, Any]) -> int:
     """Entries that answer the search (not outcomes, not includes): what ``total`` counts."""
-    return sum(
-        1
-        for entry in as_list(bundle.get("entry"))
-        if as_dict(as_dict(entry).get("search")).get("mode") in (None, "match")
-    )
+    return _scan(bundle)[1]
 
 
 def next_link(bundle: Mapping[str, Any]) -> str | None:

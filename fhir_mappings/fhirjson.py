@@ -98,8 +98,10 @@ def status_code(resource: Json, field: str) -> str | None:
 def bundle_resources(bundle: Json) -> Iterator[dict[str, Any]]:
     """Resources of a Bundle's entries, skipping search outcome entries."""
     for entry in as_list(bundle.get("entry")):
-        entry = as_dict(entry)
-        if as_dict(entry.get("search")).get("mode") == "outcome":
+        if not isinstance(entry, dict):
+            continue
+        search = entry.get("search")
+        if isinstance(search, dict) and search.get("mode") == "outcome":
             continue
         resource = entry.get("resource")
         if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
