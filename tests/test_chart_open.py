@@ -257,7 +257,8 @@ def test_spirometry_is_ordered_by_its_snomed_code(client):
 
 def test_the_liver_work_up_is_one_orderable_per_resource(client):
     """A panel, an ultrasound and an elastography are separate orders: the tests by LOINC,
-    imaging and elastography in words (no verified code, order_codes.json says why)."""
+    the ultrasound by SNOMED CT, the elastography in words (no verified code,
+    order_codes.json says why)."""
     checklist = by_topic(chart_open(client, "seed-000-zz-emphysema"))[CHECKLIST]
     item = next(i for i in checklist["extension"][EXTENSION] if i["topic"] == "liver-monitoring")
     suggestions = {s["uuid"]: s for s in checklist["suggestions"]}
@@ -266,8 +267,12 @@ def test_the_liver_work_up_is_one_orderable_per_resource(client):
         c["code"] for o in orders for c in o["code"].get("coding", []) if "loinc" in c["system"]
     ]
     assert loinc == ["1742-6", "1920-8", "2324-2", "1975-2"]  # ALT, AST, GGT, bilirubin
+    snomed = [
+        c["code"] for o in orders for c in o["code"].get("coding", []) if "snomed" in c["system"]
+    ]
+    assert snomed == ["45036003"]  # Ultrasonography of abdomen
     in_words = [o["code"]["text"] for o in orders if not o["code"].get("coding")]
-    assert in_words == ["Abdominal ultrasound (liver)", "Liver elastography (VCTE liver stiffness)"]
+    assert in_words == ["Liver elastography (VCTE liver stiffness)"]
     assert all(len(suggestions[uuid]["actions"]) == 1 for uuid in item["suggestions"])
 
 
