@@ -20,7 +20,6 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
 
 from fhir_mappings import terminology
-from fhir_mappings.fhirjson import NUMBER
 from hooks import (
     CorrectDose,
     OrderService,
@@ -83,16 +82,19 @@ _MAX_SHAPES = 1024
 
 
 def _shape(value: Any) -> Any:
-    """The structure of a resource, its leaves reduced to what FHIR's types care about."""
-    if isinstance(value, dict):
-        return {key: _shape(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_shape(item) for item in value]
-    if isinstance(value, str):
+    """The structure of a resource, its leaves reduced to what FHIR's types care about.
+    Exact type tests, strings first (most leaves): a subclass of str or int gets its repr,
+    so a value of an unexpected type is validated, never assumed."""
+    kind = type(value)
+    if kind is str:
         return "string" if value and value.strip() == value else repr(value)
-    if isinstance(value, bool) or value is None:
+    if kind is dict:
+        return {key: _shape(item) for key, item in value.items()}
+    if kind is list:
+        return [_shape(item) for item in value]
+    if value is None or kind is bool:
         return value
-    if isinstance(value, NUMBER):
+    if kind is int or kind is float:
         return "number" if math.isfinite(value) else repr(value)
     return repr(value)
 
