@@ -16,6 +16,7 @@ with an OperationOutcome instead of a server's HTML page.
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import logging
@@ -185,8 +186,6 @@ def _outcome(code: str, message: str) -> bytes:
 
 def application() -> WsgiBridge:
     """Granian's factory target, called in each worker: settings from the environment."""
-    import gc
-
     from .app import create_app
 
     settings = Settings.load()
@@ -198,7 +197,22 @@ def application() -> WsgiBridge:
         body_timeout=settings.body_timeout,
         max_body_bytes=settings.max_body_bytes,
     )
-    # Everything loaded so far lives as long as the worker: keep it out of the collector's
-    # full scans, which otherwise show as tail latency on big requests.
-    gc.freeze()
+    settle_collector()
     return bridge
+
+
+# A hook call allocates tens of thousands of containers (a 200 KB prefetch alone is ~20,000
+# dicts) that live until the answer is sent and hold no reference cycles. With the default
+# first threshold (700) the collector runs dozens of times per call, promoting them and
+# rescanning them. Measured on one worker, two interleaved runs each: large p50 24.7-25.0
+# -> 22.5-24.6 ms, p99 33.9-35.6 -> 30.9-31.4 ms; small p99 9.8-11.3 -> 8.9-9.0 ms; worker
+# memory unchanged (92 MB).
+COLLECTOR_THRESHOLDS = (50_000, 20, 20)
+
+
+def settle_collector() -> None:
+    """Call once a worker has loaded: what is loaded lives as long as the worker, so it is
+    frozen out of the collector's full scans (tail latency on big requests), and the
+    collector runs per request's worth of allocations rather than per 700."""
+    gc.freeze()
+    gc.set_threshold(*COLLECTOR_THRESHOLDS)

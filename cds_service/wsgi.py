@@ -1,12 +1,11 @@
 """WSGI entry point for any server: ``gunicorn 'cds_service.wsgi:app'``."""
 
-import gc
-
 from . import logs
 from .app import create_app
 from .config import Settings
+from .serving import settle_collector
 
 settings = Settings.load()
 logs.configure(settings.log_level)
 app = create_app(settings)
-gc.freeze()  # long-lived start-up objects out of full collections (see cli.py)
+settle_collector()  # as `alpha1-cds serve` does in each worker (serving.py says why)
