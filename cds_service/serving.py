@@ -77,7 +77,8 @@ class WsgiBridge:
             protocol.response_empty(400, [])
             return
         try:
-            body = await asyncio.wait_for(self._read_body(scope, protocol), self.body_timeout)
+            async with asyncio.timeout(self.body_timeout):  # no extra task, as wait_for makes
+                body = await self._read_body(scope, protocol)
         except BodyTooLargeError:
             _refuse(protocol, 413, "too-long", f"request body over {self.max_body_bytes} bytes")
             return
@@ -99,7 +100,10 @@ class WsgiBridge:
             raise BodyTooLargeError
         if length == 0:
             return b""
-        chunks, size = [], 0
+        if length is not None:  # declared and within the limit: granian reads it in one call
+            body: bytes = await protocol()
+            return body
+        chunks, size = [], 0  # chunked: counted as it comes, refused past the limit
         async for chunk in protocol:
             size += len(chunk)
             if size > self.max_body_bytes:
