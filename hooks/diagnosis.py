@@ -6,6 +6,10 @@ alone cannot classify alleles; discordance). docs/clinical-basis.md, "Testing".
 
 from __future__ import annotations
 
+from datetime import date
+
+from fhir_mappings import PatientFacts
+
 from . import actions
 from . import assessment as a
 from .context import Context
@@ -191,9 +195,10 @@ def results_discordant(ctx: Context) -> Recommendation | None:
 
 
 def family_testing(ctx: Context) -> Recommendation | None:
-    """When: an abnormal allele was found (CK row 19; A1F 2016) and no relative's AATD
-    result is documented (FamilyMemberHistory). Then: genetic counselling and testing for
-    first-degree relatives and the wider family."""
+    """When: an abnormal allele was found (CK row 19; A1F 2016), no relative's AATD result
+    is documented (FamilyMemberHistory) and no genetic counselling is recorded since the
+    allele result. Then: genetic counselling and testing for first-degree relatives and the
+    wider family."""
     facts = ctx.facts
     if not a.abnormal_allele(facts) or facts.genotype is None:
         return None
@@ -201,14 +206,33 @@ def family_testing(ctx: Context) -> Recommendation | None:
         *facts.family_history.get("aatd", []),
         *facts.family_history.get("aatd_carrier", []),
     ]
-    if relatives and facts.deceased is None:
-        return None  # relatives' AATD results are on record: the cascade has started
+    counselled, unsettled = _counselling(facts)
+    if (relatives or counselled) and facts.deceased is None:
+        return None  # relatives' results or counselling on record: the cascade has started
     death = Reason(WORDS("family.deceased", when=facts.deceased)) if facts.deceased else None
     return Recommendation(
         topic="family-testing",
         summary=WORDS("family.summary", label=facts.genotype.label),
         advice=WORDS("family.advice"),
         evidence=statements("a1f-2016.family"),
-        reasons=reasons(genotype_reason(facts), death),
+        reasons=reasons(genotype_reason(facts), unsettled, death),
         actions=(actions.GENETIC_COUNSELLING,),
     )
+
+
+def _counselling(facts: PatientFacts) -> tuple[bool, Reason | None]:
+    """Whether a completed genetic counselling (Procedure) dated on or after the allele
+    result is on record: the family question was then put to the patient. Counselling
+    before the result (pre-test) or without a date does not settle it, and the card says
+    so; with the result's date unknown, a dated counselling does."""
+    sessions = facts.procedures.get("genetic_counselling", [])
+    if facts.genotype is None or not sessions:
+        return False, None
+    since = min((s.date for s in facts.genotype.sources if s.date is not None), default=None)
+    if any(c.source.date and (since is None or c.source.date >= since) for c in sessions):
+        return True, None
+    dated = [c for c in sessions if c.source.date]
+    if dated:
+        latest = max(dated, key=lambda c: c.source.date or date.min)
+        return False, Reason(WORDS("family.counselling_earlier"), latest.source)
+    return False, Reason(WORDS("family.counselling_undated"), sessions[0].source)

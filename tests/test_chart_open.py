@@ -255,6 +255,20 @@ def test_spirometry_is_ordered_by_its_snomed_code(client):
     assert spirometry[0]["code"]["coding"][0]["code"] == "127783003"
 
 
+def test_genetic_counselling_is_ordered_by_its_snomed_code(client):
+    checklist = by_topic(chart_open(client, "seed-000-zz-emphysema"))[CHECKLIST]
+    item = next(i for i in checklist["extension"][EXTENSION] if i["topic"] == "family-testing")
+    suggestions = {s["uuid"]: s for s in checklist["suggestions"]}
+    [order] = [suggestions[uuid]["actions"][0]["resource"] for uuid in item["suggestions"]]
+    assert order["code"]["coding"] == [
+        {
+            "system": "http://snomed.info/sct",
+            "code": "788339009",
+            "display": "Genetic consultation (procedure)",
+        }
+    ]
+
+
 def test_the_liver_work_up_is_one_orderable_per_resource(client):
     """A panel, an ultrasound and an elastography are separate orders: the tests by LOINC,
     the ultrasound by SNOMED CT, the elastography in words (no verified code,

@@ -113,6 +113,12 @@ TABLE: dict[str, tuple[dict[str, str], set[str]]] = {
     "spirometry-overdue-on-augmentation": ({"spirometry-due": "info"}, {"augmentation-candidate"}),
     "monitoring-zz-up-to-date": ({}, {"liver-monitoring", "vaccinations-due", "spirometry-due"}),
     "family-mm-normal": ({}, {"family-testing", "results-discordant"}),
+    # Genetic counselling recorded after the allele result settles family testing (issue
+    # 13); before the result (pre-test), undated or not done, it does not.
+    "family-zz-counselled": ({}, {"family-testing"}),
+    "family-zz-counselled-before-result": ({"family-testing": "info"}, set()),
+    "family-zz-counselling-undated": ({"family-testing": "info"}, set()),
+    "family-zz-counselling-not-done": ({"family-testing": "info"}, set()),
     "genotype-grey-zone-level": ({"genotype-recommended": "info"}, {"aatd-testing-recommended"}),
     "genotype-grey-zone-phenotyped": ({}, {"genotype-recommended"}),
     "discordant-mm-low-level": (
@@ -272,3 +278,17 @@ def test_every_fixture_names_what_it_is_for():
     for path in sorted((FIXTURES / "patients").glob("*.json")):
         bundle = load_bundle(Path(path).stem)
         assert bundle["meta"]["tag"][0]["display"], path
+
+
+@pytest.mark.parametrize(
+    ("fixture", "said"),
+    [
+        ("family-zz-counselled-before-result", "precedes the allele result"),
+        ("family-zz-counselling-undated", "without a date"),
+    ],
+)
+def test_counselling_that_does_not_settle_family_testing_is_named(client, fixture, said):
+    """The clinician sees why the reminder stands although counselling is on record."""
+    card = cards_for(client, fixture)["family-testing"]
+    assert said in card["detail"]
+    assert "Procedure/" in card["detail"]
