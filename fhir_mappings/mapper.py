@@ -18,7 +18,6 @@ from .fhirjson import (
     Json,
     as_dict,
     as_list,
-    codings,
     concept_text,
     parse_date,
     reference_id,
@@ -198,7 +197,7 @@ def _patient(resource: Json, source: Source, state: _Pass) -> None:
 def _condition(resource: Json, source: Source, state: _Pass) -> None:
     if status_code(resource, "verificationStatus") in WITHDRAWN_VERIFICATION:
         return
-    concepts = terminology.conditions().concepts_in(codings(resource.get("code")))
+    concepts = terminology.conditions().concepts_named_by(resource.get("code"))
     active = status_code(resource, "clinicalStatus") not in PAST_CLINICAL_STATUS
     text = concept_text(resource.get("code")) or "condition"
     for concept in concepts:
@@ -211,7 +210,7 @@ def _procedure(resource: Json, source: Source, state: _Pass) -> None:
     if resource.get("status") in WITHDRAWN_EVENT:
         return
     text = concept_text(resource.get("code")) or "procedure"
-    for concept in terminology.procedures().concepts_in(codings(resource.get("code"))):
+    for concept in terminology.procedures().concepts_named_by(resource.get("code")):
         state.facts.procedures.setdefault(concept, []).append(
             CodedFinding(concept, text, True, source)
         )
@@ -223,7 +222,7 @@ def _family_history(resource: Json, source: Source, state: _Pass) -> None:
     relation = concept_text(resource.get("relationship")) or "relative"
     for condition in as_list(resource.get("condition")):
         code = as_dict(condition).get("code")
-        for concept in terminology.conditions().concepts_in(codings(code)):
+        for concept in terminology.conditions().concepts_named_by(code):
             finding = CodedFinding(
                 concept, f"{relation}: {concept_text(code) or concept}", True, source
             )
@@ -243,7 +242,7 @@ def _immunization(resource: Json, source: Source, state: _Pass) -> None:
     if resource.get("status") != "completed":
         return
     text = concept_text(resource.get("vaccineCode")) or "vaccine"
-    for group in terminology.immunizations().concepts_in(codings(resource.get("vaccineCode"))):
+    for group in terminology.immunizations().concepts_named_by(resource.get("vaccineCode")):
         state.facts.immunizations.setdefault(group, []).append(Immunization(group, text, source))
 
 

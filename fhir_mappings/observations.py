@@ -55,7 +55,7 @@ Reader = Callable[[str, Json, Source, PatientFacts, AlleleEvidence], None]
 def read_observation(
     resource: Json, source: Source, facts: PatientFacts, alleles: AlleleEvidence
 ) -> None:
-    concepts = terminology.observations().concepts_in(codings(resource.get("code")))
+    concepts = terminology.observations().concepts_named_by(resource.get("code"))
     if not concepts and _is_anti_iga(resource):
         concepts = {"anti_iga"}
     for concept in concepts:
@@ -274,6 +274,8 @@ LOW_INTERPRETATIONS = frozenset({"L", "LL", "LU"})
 
 def _below_range(resource: Json) -> bool | None:
     """The lab's own low flag, from the interpretation code or the reference range."""
+    if "interpretation" not in resource and "referenceRange" not in resource:
+        return None  # most results: the lab said nothing
     codes = {c.get("code") for i in as_list(resource.get("interpretation")) for c in codings(i)}
     if codes & LOW_INTERPRETATIONS:
         return True

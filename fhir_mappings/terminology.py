@@ -13,6 +13,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from .fhirjson import codings as codings_of
+
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -119,6 +121,14 @@ class ValueSets:
             if system == prefix_system and key.startswith(prefix)
         ]
         return tuple(found)
+
+    def concepts_named_by(self, concept: Any) -> set[str]:
+        """Every concept named by a CodeableConcept as received (any shape). Runs once per
+        resource: the usual single Coding is looked up without building a list first."""
+        found = concept.get("coding") if type(concept) is dict else None
+        if type(found) is list and len(found) == 1 and type(found[0]) is dict:
+            return set(self.concepts_of(found[0]))
+        return self.concepts_in(codings_of(concept))
 
     def concepts_in(self, codings: Iterable[Mapping[str, Any]]) -> set[str]:
         """Every concept named by any of the codings of a CodeableConcept."""
