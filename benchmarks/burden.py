@@ -25,6 +25,7 @@ from hooks.checklist import REMINDERS
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "patients"
 AS_OF = date(2026, 11, 21)  # the fixtures' dates are relative to this day
 CHECKLIST = "urn:alpha1-cds:checklist"
+LIST = "aatd-care-checklist"
 
 
 def chart_opens(reminders: str = "checklist") -> dict[str, list[dict[str, Any]]]:
@@ -65,6 +66,9 @@ def measure(reminders: str = "checklist") -> dict[str, Any]:
         for card in cards
         if card["source"]["topic"]["code"] in REMINDERS
     )
+    checklists = sum(
+        1 for cards in opens.values() for card in cards if card["source"]["topic"]["code"] == LIST
+    )
     without_code = Counter(label for cards in opens.values() for c in cards for label in uncoded(c))
     return {
         "reminders": reminders,
@@ -74,6 +78,8 @@ def measure(reminders: str = "checklist") -> dict[str, Any]:
         "max": max(counts.values()),
         "distribution": dict(sorted(Counter(counts.values()).items())),
         "most": sorted(counts, key=counts.__getitem__, reverse=True)[:3],
+        "decision_cards": sum(counts.values()) - checklists - reminder_cards,
+        "checklist_cards": checklists,
         "reminders_in_checklist": items,
         "reminder_cards": reminder_cards,
         "suggestions_without_code": dict(without_code.most_common()),
@@ -93,6 +99,10 @@ def main() -> None:
     print(f"  cards: {found['cards']}, mean {found['mean']}, max {found['max']}")
     print(f"  cards per chart-open -> patients: {found['distribution']}")
     print(f"  most cards: {', '.join(found['most'])}")
+    print(
+        f"  of the cards: {found['decision_cards']} decisions, {found['checklist_cards']} care "
+        f"checklists, {found['reminder_cards']} reminders of their own"
+    )
     print(
         f"  reminders: {found['reminders_in_checklist']} as checklist items, "
         f"{found['reminder_cards']} as cards of their own"

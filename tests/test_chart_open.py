@@ -114,7 +114,11 @@ def test_burden_over_the_bundled_fixtures():
     found = measure()
     assert found["max"] <= 3
     assert found["reminder_cards"] == 0
-    assert found["mean"] < measure("cards")["mean"]
+    assert found["decision_cards"] + found["checklist_cards"] == found["cards"]
+    assert found["checklist_cards"] <= found["chart_opens"]  # one checklist per chart-open
+    cards = measure("cards")
+    assert found["mean"] < cards["mean"]
+    assert cards["decision_cards"] == found["decision_cards"]  # the setting moves reminders only
 
 
 # --- overrides honoured ---------------------------------------------------------------------------
