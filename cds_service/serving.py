@@ -100,8 +100,10 @@ class WsgiBridge:
             raise BodyTooLargeError
         if length == 0:
             return b""
-        if length is not None:  # declared and within the limit: granian reads it in one call
-            body: bytes = await protocol()
+        if length is not None and "transfer-encoding" not in scope.headers:
+            body: bytes = await protocol()  # declared, within the limit: read in one call
+            if len(body) > self.max_body_bytes:
+                raise BodyTooLargeError
             return body
         chunks, size = [], 0  # chunked: counted as it comes, refused past the limit
         async for chunk in protocol:

@@ -150,6 +150,28 @@ def test_a_declared_oversized_body_is_refused_unread(served):
     assert b"OperationOutcome" in answer
 
 
+@pytest.mark.parametrize("declared", [b"", b"Content-Length: 10\r\n"])
+def test_a_chunked_body_past_the_limit_is_refused(served, declared):
+    """A streamed body is counted as it comes, whatever Content-Length it also claims."""
+    piece = b"x" * 65536
+    chunk = f"{len(piece):x}".encode() + b"\r\n" + piece + b"\r\n"
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        head = f"POST {PATIENT_VIEW} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        sock.sendall(head.encode() + declared + b"Transfer-Encoding: chunked\r\n\r\n")
+        try:
+            for _ in range(6 * 1024 * 1024 // len(piece) + 1):  # past the 5 MiB default
+                sock.sendall(chunk)
+                if select.select([sock], [], [], 0)[0]:  # answered: read before it closes
+                    break
+            else:
+                sock.sendall(b"0\r\n\r\n")
+        except OSError:
+            pass  # refused mid-body: the server may close before all is sent
+        answer = _read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"OperationOutcome" in answer
+
+
 def test_the_log_is_json_lines_with_no_traceback(served):
     requests.post(f"{served.base}{PATIENT_VIEW}", data=b"\xff{", timeout=5)
     lines = served.stderr().splitlines()
