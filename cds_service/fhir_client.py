@@ -54,19 +54,19 @@ class Fetched:
     notes: list[str] = field(default_factory=list)
 
 
-def bundle_outcomes(bundle: Mapping[str, Any]) -> list[tuple[str, str]]:
+Scan = tuple[list[tuple[str, str, str]], int]  # outcome issues (severity, code, text), matches
+
+
+def bundle_outcomes(scanned: Scan) -> list[tuple[str, str]]:
     """(severity, text) of each OperationOutcome issue in a searchset's outcome entries."""
-    return [(severity, text) for severity, _, text in _outcome_issues(bundle)]
+    return [(severity, text) for severity, _, text in scanned[0]]
 
 
-def _outcome_issues(bundle: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    return _scan(bundle)[0]
-
-
-def _scan(bundle: Mapping[str, Any]) -> tuple[list[tuple[str, str, str]], int]:
+def scan(bundle: Mapping[str, Any]) -> Scan:
     """One pass over the entries: the outcome issues (severity, code, text) and the count
     of entries that answer the search (not outcomes, not includes: what ``total`` counts).
-    A prefetch bundle may hold thousands of entries; most carry no ``search`` at all."""
+    A prefetch bundle may hold thousands of entries; most carry no ``search`` at all, so
+    callers scan once and hand the result to ``bundle_outcomes`` and ``unusable``."""
     found = []
     matches = 0
     for entry in as_list(bundle.get("entry")):
@@ -90,11 +90,12 @@ def _issues(entry: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     return found
 
 
-def unusable(bundle: Mapping[str, Any]) -> str | None:
+def unusable(bundle: Mapping[str, Any], scanned: Scan) -> str | None:
     """Why a searchset cannot stand for the whole answer, or None: an outcome saying it
     failed or is incomplete (or a warning that results were cut), or a ``total`` larger
-    than the entries it holds with no next page to read them from."""
-    issues, matches = _scan(bundle)
+    than the entries it holds with no next page to read them from. ``scanned``: its
+    ``scan``."""
+    issues, matches = scanned
     for severity, code, text in issues:
         cut = any(word in text.lower() for word in CUT_WORDS)
         if severity in FAILED_SEVERITIES or code in INCOMPLETE_CODES or cut:
@@ -103,11 +104,6 @@ def unusable(bundle: Mapping[str, Any]) -> str | None:
     if isinstance(total, int) and total > matches and next_link(bundle) is None:
         return f"the search reported {total} results but held {matches}"
     return None
-
-
-def match_count(bundle: Mapping[str, Any]) -> int:
-    """Entries that answer the search (not outcomes, not includes): what ``total`` counts."""
-    return _scan(bundle)[1]
 
 
 def next_link(bundle: Mapping[str, Any]) -> str | None:
@@ -192,15 +188,17 @@ class FhirClient:
         if kind != "Bundle":
             result.resources.append(dict(body))
             return
-        outcomes = bundle_outcomes(body)
+        scanned = scan(body)
+        outcomes = bundle_outcomes(scanned)
         for severity, text in outcomes:
             if severity in FAILED_SEVERITIES:
                 raise FetchError(f"the FHIR server reported an error: {text}".rstrip(": "))
-        why = unusable({**body, "link": [], "total": None})  # totals are checked at the end
+        # Totals are checked at the end, over every page.
+        why = unusable({**body, "link": [], "total": None}, scanned)
         if why:
             raise FetchError(why)
         result.notes += [f"FHIR server note ({sev}): {text}".rstrip(": ") for sev, text in outcomes]
-        result.matches += match_count(body)
+        result.matches += scanned[1]
         result.resources.extend(bundle_resources(body))
         if len(result.resources) > self.max_resources:
             raise FetchError(

@@ -37,6 +37,7 @@ from .fhir_client import (
     FhirClient,
     bundle_outcomes,
     next_link,
+    scan,
     unusable,
 )
 
@@ -72,10 +73,11 @@ def key_state(value: Any, query: Query, missing: bool) -> KeyState:
     if kind == "OperationOutcome":
         return KeyState.FAILED
     if kind == "Bundle" and search:
-        severities = {severity for severity, _ in bundle_outcomes(value)}
+        scanned = scan(value)
+        severities = {severity for severity, _ in bundle_outcomes(scanned)}
         if severities & FAILED_SEVERITIES:
             return KeyState.FAILED
-        if unusable(value):
+        if unusable(value, scanned):
             return KeyState.FAILED
         return KeyState.ADVISORY if severities else KeyState.DATA  # Epic's "no results"
     # A read answered by its resource type; anything else is not what was asked for.
