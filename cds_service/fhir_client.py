@@ -90,19 +90,36 @@ def _issues(entry: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     return found
 
 
-def unusable(bundle: Mapping[str, Any], scanned: Scan) -> str | None:
-    """Why a searchset cannot stand for the whole answer, or None: an outcome saying it
-    failed or is incomplete (or a warning that results were cut), or a ``total`` larger
-    than the entries it holds with no next page to read them from. ``scanned``: its
-    ``scan``."""
+def malformed(bundle: Mapping[str, Any]) -> str | None:
+    """Why a searchset's shape makes it unreadable, or None: a ``total`` that is not a
+    count, or an ``entry`` that is not a list. Read leniently these would look like an
+    empty answer, which the rules would take as "none on record"."""
+    if "total" in bundle:
+        total = bundle["total"]
+        if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+            return "the search's total is not a count of results"
+    if "entry" in bundle and not isinstance(bundle["entry"], list):
+        return "the search's entry is not a list"
+    return None
+
+
+def unusable(bundle: Mapping[str, Any], scanned: Scan, totals: bool = True) -> str | None:
+    """Why a searchset cannot stand for the whole answer, or None: a malformed shape, an
+    outcome saying it failed or is incomplete (or a warning that results were cut), or a
+    ``total`` larger than the entries it holds with no next page to read them from.
+    ``scanned``: its ``scan``; ``totals=False`` leaves the total to the caller, who counts
+    it over every page."""
+    why = malformed(bundle)
+    if why:
+        return why
     issues, matches = scanned
     for severity, code, text in issues:
         cut = any(word in text.lower() for word in CUT_WORDS)
         if severity in FAILED_SEVERITIES or code in INCOMPLETE_CODES or cut:
             return f"the FHIR server said the results are not complete: {text or code}"
     total = bundle.get("total")
-    if isinstance(total, int) and total > matches and next_link(bundle) is None:
-        return f"the search reported {total} results but held {matches}"
+    if totals and isinstance(total, int) and total > matches and next_link(bundle) is None:
+        return f"the search reported {total} results but {matches} were sent"
     return None
 
 
@@ -194,7 +211,7 @@ class FhirClient:
             if severity in FAILED_SEVERITIES:
                 raise FetchError(f"the FHIR server reported an error: {text}".rstrip(": "))
         # Totals are checked at the end, over every page.
-        why = unusable({**body, "link": [], "total": None}, scanned)
+        why = unusable(body, scanned, totals=False)
         if why:
             raise FetchError(why)
         result.notes += [f"FHIR server note ({sev}): {text}".rstrip(": ") for sev, text in outcomes]

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from fhir_mappings import Query
-from fhir_mappings.fhirjson import bundle_resources
+from fhir_mappings.fhirjson import bundle_resources, names_other_patient
 
 from . import urls
 from .config import Settings
@@ -60,28 +60,35 @@ class Gathered:
     fetched: list[str] = field(default_factory=list)
 
 
-def key_state(value: Any, query: Query, missing: bool) -> KeyState:
-    """Classify one prefetch value (``missing``: the key was not sent at all)."""
+def key_state(value: Any, query: Query, missing: bool) -> tuple[KeyState, str]:
+    """Classify one prefetch value (``missing``: the key was not sent at all), with why a
+    FAILED value cannot be used, in words safe to return and log."""
     if missing:
-        return KeyState.ABSENT
+        return KeyState.ABSENT, "it was not prefetched"
     if value is None:
-        return KeyState.NO_DATA
+        return KeyState.NO_DATA, ""
     if not isinstance(value, Mapping):
-        return KeyState.FAILED
+        return KeyState.FAILED, "the prefetched value is not a FHIR resource"
     kind = value.get("resourceType")
     search = "?" in query.template
     if kind == "OperationOutcome":
-        return KeyState.FAILED
+        return KeyState.FAILED, "the EHR prefetched an OperationOutcome"
     if kind == "Bundle" and search:
         scanned = scan(value)
         severities = {severity for severity, _ in bundle_outcomes(scanned)}
         if severities & FAILED_SEVERITIES:
-            return KeyState.FAILED
-        if unusable(value, scanned):
-            return KeyState.FAILED
-        return KeyState.ADVISORY if severities else KeyState.DATA  # Epic's "no results"
+            return KeyState.FAILED, "the prefetched search reported an error"
+        why = unusable(value, scanned)
+        if why:
+            return KeyState.FAILED, f"in the prefetch, {why}"
+        return (KeyState.ADVISORY if severities else KeyState.DATA), ""  # Epic's "no results"
     # A read answered by its resource type; anything else is not what was asked for.
-    return KeyState.DATA if not search and kind == query.resource_type else KeyState.FAILED
+    if not search and kind == query.resource_type:
+        return KeyState.DATA, ""
+    return (
+        KeyState.FAILED,
+        f"the prefetch holds {kind or 'JSON'} where {query.resource_type} was asked",
+    )
 
 
 def render(template: str, context: Mapping[str, Any]) -> str:
@@ -108,46 +115,109 @@ def gather(
     """
     deadline = (time.monotonic() if arrival is None else arrival) + settings.fhir_deadline
     prefetch = request.get("prefetch") or {}
+    patient_id = str(request["context"].get("patientId", ""))
     client, why_not = _client(request, settings)
     gathered = Gathered()
     to_fetch: dict[str, Query] = {}
+    why_fetch: dict[str, str] = {}
     to_continue: dict[str, Mapping[str, Any]] = {}
+    sources: dict[str, list[dict[str, Any]]] = {}
     for key, query in queries.items():
-        value = prefetch.get(key)
-        state = key_state(value, query, missing=key not in prefetch)
+        value: Any = prefetch.get(key)
+        state, why = key_state(value, query, missing=key not in prefetch)
+        if state in (KeyState.DATA, KeyState.ADVISORY):
+            resources = _resources(value)
+            why = _another_patient(resources, patient_id, "prefetched")
+            if why:
+                state = KeyState.FAILED
         if state in (KeyState.ABSENT, KeyState.FAILED) or (
             state is KeyState.ADVISORY and client is not None
         ):
             to_fetch[key] = query
+            why_fetch[key] = why or "the EHR's search gave only advisory outcomes"
         elif state is not KeyState.NO_DATA:
-            _use_prefetched(key, value, query, gathered, to_continue)
+            sources[key] = resources
+            if next_link(value) is not None:
+                to_continue[key] = value
 
     if (to_fetch or to_continue) and client is None:
-        reasons = dict.fromkeys(to_fetch, f"it is missing or failed, and {why_not}")
+        reasons = {key: f"{why}, and {why_not}" for key, why in why_fetch.items()}
         reasons |= dict.fromkeys(to_continue, f"it has more pages, and {why_not}")
         raise _unobtainable(reasons)
-    if client is None:  # nothing to fetch
-        return gathered
-
-    futures: dict[str, Future[Fetched]] = {
-        key: executor.submit(
-            client.read_all,
-            render(query.template, request["context"]),
-            deadline,
-            query.resource_type,
-        )
-        for key, query in to_fetch.items()
-    }
-    futures |= {
-        key: executor.submit(client.continue_pages, bundle, deadline, Fetched(pages=1))
-        for key, bundle in to_continue.items()
-    }
-    _collect(futures, deadline, gathered)
-    if len(gathered.resources) > settings.max_resources:  # fetched and sent, all keys together
+    if client is not None:
+        futures: dict[str, Future[Fetched]] = {
+            key: executor.submit(
+                client.read_all,
+                render(query.template, request["context"]),
+                deadline,
+                query.resource_type,
+            )
+            for key, query in to_fetch.items()
+        }
+        futures |= {
+            key: executor.submit(client.continue_pages, bundle, deadline, Fetched(pages=1))
+            for key, bundle in to_continue.items()
+        }
+        _collect(futures, deadline, gathered, sources, patient_id)
+        gathered.fetched = sorted(to_fetch)
+    _check_copies(sources)
+    for resources in sources.values():
+        gathered.resources.extend(resources)
+    called = [*to_fetch, *to_continue]  # prefetch alone is bounded by the request's size check
+    if called and len(gathered.resources) > settings.max_resources:
         why = f"together the data hold more than {settings.max_resources} resources"
-        raise _unobtainable(dict.fromkeys(futures, f"{why} (max_resources)"))
-    gathered.fetched = sorted(to_fetch)
+        raise _unobtainable(dict.fromkeys(called, f"{why} (max_resources)"))
     return gathered
+
+
+def _resources(value: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The resources of one prefetched value: a read's resource, or a searchset's entries."""
+    if value.get("resourceType") != "Bundle":
+        return [dict(value)]
+    return list(bundle_resources(value))
+
+
+def _another_patient(resources: list[dict[str, Any]], patient_id: str, how: str) -> str:
+    """Why an answer cannot stand for this patient's record: some of its resources are
+    another patient's (a merge, or a server that ignored the patient parameter). Dropping
+    them would leave the key looking empty, which the rules would read as "none on
+    record", so the whole answer is refused."""
+    others = sum(1 for r in resources if names_other_patient(r, patient_id))
+    if not others:
+        return ""
+    return f"the {how} answer holds {others} of {len(resources)} resources of another patient"
+
+
+def _check_copies(sources: Mapping[str, list[dict[str, Any]]]) -> None:
+    """412 for two copies of one resource (type and id) that differ beyond ``meta``.
+
+    Pages and keys may overlap, and identical copies are one resource. Copies that differ
+    cannot both be the record: keeping the first would let a benign copy hide an
+    anaphylaxis, so the keys that hold them cannot be had."""
+    seen: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+    conflicts: dict[str, str] = {}
+    for key, resources in sources.items():
+        for resource in resources:
+            rid = resource.get("id")
+            if not isinstance(rid, str):
+                continue
+            ident = (resource["resourceType"], rid)
+            first = seen.setdefault(ident, (key, resource))
+            if first[1] is resource or _same(first[1], resource):
+                continue
+            why = f"it holds two different copies of one {ident[0]}"
+            conflicts[key] = conflicts[first[0]] = why
+    if conflicts:
+        raise _unobtainable(conflicts)
+
+
+def _same(one: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    """The same resource content, ``meta`` (versionId, lastUpdated, tags) apart."""
+    if one == other:
+        return True
+    return {k: v for k, v in one.items() if k != "meta"} == {
+        k: v for k, v in other.items() if k != "meta"
+    }
 
 
 def _client(request: Mapping[str, Any], settings: Settings) -> tuple[FhirClient | None, str]:
@@ -191,27 +261,15 @@ def server_problem(server: str, settings: Settings) -> str | None:
     return "the fhirServer is http on loopback but not on the allowlist"
 
 
-def _use_prefetched(
-    key: str,
-    value: Any,
-    query: Query,
-    gathered: Gathered,
-    to_continue: dict[str, Mapping[str, Any]],
-) -> None:
-    if value.get("resourceType") != "Bundle":
-        gathered.resources.append(dict(value))
-        return
-    gathered.resources.extend(bundle_resources(value))
-    if next_link(value) is not None:
-        to_continue[key] = value
-
-
 def _collect(
     futures: Mapping[str, Future[Fetched]],
     deadline: float,
     gathered: Gathered,
+    sources: dict[str, list[dict[str, Any]]],
+    patient_id: str,
 ) -> None:
-    """Wait for every fetch until the deadline; any failure fails the whole call with 412."""
+    """Wait for every fetch until the deadline; any failure fails the whole call with 412.
+    Each key's fetched resources join ``sources`` (after what was prefetched for it)."""
     wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()))
     failures: dict[str, str] = {}
     for key, future in futures.items():
@@ -224,7 +282,11 @@ def _collect(
         except FetchError as error:
             failures[key] = str(error)
             continue
-        gathered.resources.extend(fetched.resources)
+        why = _another_patient(fetched.resources, patient_id, "fetched")
+        if why:
+            failures[key] = why
+            continue
+        sources.setdefault(key, []).extend(fetched.resources)
         gathered.notes.extend(f"{key}: {note}" for note in fetched.notes)
     if failures:
         raise _unobtainable(failures)

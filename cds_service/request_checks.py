@@ -90,7 +90,8 @@ def check_size(body: dict[str, Any], limit: int) -> None:
 
 
 def check_patient(gathered: Gathered, patient_id: str) -> None:
-    """The record must be the patient in context: 412 without it, 400 for another one."""
+    """The record must be the patient in context: 412 without it or for another one (an
+    answer about someone else is data that could not be had, not the EHR's mistake)."""
     patients = [r for r in gathered.resources if r.get("resourceType") == "Patient"]
     if not patients:
         raise ServiceError.single(
@@ -98,8 +99,8 @@ def check_patient(gathered: Gathered, patient_id: str) -> None:
         )
     if any(p.get("id") != patient_id for p in patients):
         raise ServiceError.single(
-            400,
-            "invalid",
-            "prefetch.patient is not the patient named by context.patientId",
+            412,
+            "incomplete",
+            "Required data 'patient' could not be obtained: the answer is another patient",
             "prefetch.patient",
         )

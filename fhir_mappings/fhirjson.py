@@ -84,6 +84,23 @@ def reference_id(reference: Any, resource_type: str) -> str | None:
     return None
 
 
+def names_other_patient(resource: Json, patient_id: str) -> bool:
+    """Whether ``resource`` is about a Patient other than ``patient_id``: a Patient with
+    another id, or a ``subject`` / ``patient`` reference to another Patient (relative or
+    absolute). A reference that names no Patient (a urn:uuid, a Group) counts as neither."""
+    if resource.get("resourceType") == "Patient":
+        rid = resource.get("id")
+        return isinstance(rid, str) and rid != patient_id
+    subject = resource.get("subject")
+    if isinstance(subject, dict) and subject.get("reference") == f"Patient/{patient_id}":
+        return False  # the usual case, without parsing the reference
+    for name in ("subject", "patient"):
+        other = reference_id(resource.get(name), "Patient")
+        if other is not None:
+            return other != patient_id
+    return False
+
+
 def status_code(resource: Json, field: str) -> str | None:
     """A status held as a code (Observation.status) or CodeableConcept (Condition)."""
     value = resource.get(field)

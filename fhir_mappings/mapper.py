@@ -19,8 +19,8 @@ from .fhirjson import (
     as_dict,
     as_list,
     concept_text,
+    names_other_patient,
     parse_date,
-    reference_id,
     status_code,
 )
 from .interpretation import (
@@ -137,14 +137,7 @@ def _is_for_patient(resource: Json, patient_id: str | None) -> bool:
     """False only when the resource names a different Patient by id."""
     if patient_id is None or resource["resourceType"] == "Patient":
         return True
-    subject = resource.get("subject")
-    if isinstance(subject, dict) and subject.get("reference") == f"Patient/{patient_id}":
-        return True  # the usual case, without parsing the reference
-    for name in ("subject", "patient"):
-        other = reference_id(resource.get(name), "Patient")
-        if other is not None:
-            return other == patient_id
-    return True
+    return not names_other_patient(resource, patient_id)
 
 
 DATE_FIELDS = (

@@ -118,8 +118,10 @@ def test_prefetched_patient_must_be_the_context_patient(live_server):
     request = hook_request(load_bundle("testing-copd-untested"))
     request["prefetch"]["patient"]["id"] = "someone-else"
     response, body = call(live_server, "POST", PATIENT_VIEW, json=request)
-    assert response.status_code == 400
+    # Another patient's record is data that could not be had, not the EHR's syntax error.
+    assert response.status_code == 412
     assert body["issue"][0]["expression"] == ["prefetch.patient"]
+    assert "another patient" in body["issue"][0]["diagnostics"]
 
 
 def test_unknown_service_is_404(live_server):

@@ -455,3 +455,139 @@ def test_deeply_nested_json_from_the_fhir_server_is_412_not_500(client):
         response = client.post("/cds-services/aatd-order-sign", json=request)
     assert response.status_code == 412
     assert "nested too deeply" in response.json["issue"][0]["diagnostics"]
+
+
+# --- another patient's data, conflicting copies, malformed searchsets (data integrity) ----
+
+
+def _allergy_entry(request: dict[str, Any]) -> dict[str, Any]:
+    return request["prefetch"]["allergies"]["entry"][0]
+
+
+def _merged_allergies(request: dict[str, Any]) -> dict[str, Any]:
+    """The allergy search as a server that ignored ``patient`` (or after a merge) answers
+    it: this patient's anaphylaxis is gone, another patient's benign record is there."""
+    other = json.loads(json.dumps(_allergy_entry(request)["resource"]))
+    other |= {"id": "other-allergy", "patient": {"reference": "Patient/someone-else"}}
+    other["reaction"] = [{"manifestation": [{"text": "rash"}], "severity": "mild"}]
+    other["criticality"] = "low"
+    return searchset([other])
+
+
+def test_a_prefetched_search_naming_another_patient_is_412_not_supported(client):
+    request = _anaphylaxis_request()
+    request["prefetch"]["allergies"] = _merged_allergies(request)
+    response = client.post("/cds-services/aatd-order-sign", json=request)
+    assert response.status_code == 412, response.json
+    issue = response.json["issue"][0]
+    assert issue["expression"] == ["prefetch.allergies"]
+    assert "prefetched answer holds 1 of 1 resources of another patient" in issue["diagnostics"]
+
+
+def test_a_fetched_search_naming_another_patient_is_412_not_supported(client):
+    request = _anaphylaxis_request()
+    merged = _merged_allergies(request)
+    del request["prefetch"]["allergies"]
+    request |= {"fhirServer": FHIR, "fhirAuthorization": AUTH}
+    with responses.RequestsMock() as mock:
+        mock.get(f"{FHIR}/AllergyIntolerance", json=merged)
+        response = client.post("/cds-services/aatd-order-sign", json=request)
+    assert response.status_code == 412, response.json
+    issue = response.json["issue"][0]
+    assert issue["expression"] == ["prefetch.allergies"]
+    assert "fetched answer holds 1 of 1 resources of another patient" in issue["diagnostics"]
+
+
+def test_a_prefetched_key_naming_another_patient_is_fetched_again(client):
+    """With a FHIR server to ask, the bad prefetch is replaced by the server's answer."""
+    request = _anaphylaxis_request()
+    whole = request["prefetch"]["allergies"]
+    request["prefetch"]["allergies"] = _merged_allergies(request)
+    request |= {"fhirServer": FHIR, "fhirAuthorization": AUTH}
+    with responses.RequestsMock() as mock:
+        mock.get(f"{FHIR}/AllergyIntolerance", json=whole)
+        response = client.post("/cds-services/aatd-order-sign", json=request)
+    assert response.status_code == 200, response.json
+    assert "augmentation-contraindicated" in topics(response)
+
+
+def test_a_patient_read_answered_with_another_patient_is_412(client):
+    request = _anaphylaxis_request()
+    other = request["prefetch"].pop("patient") | {"id": "someone-else"}
+    request |= {"fhirServer": FHIR, "fhirAuthorization": AUTH}
+    with responses.RequestsMock() as mock:
+        mock.get(f"{FHIR}/Patient/zz-anaphylaxis", json=other)
+        response = client.post("/cds-services/aatd-order-sign", json=request)
+    assert response.status_code == 412, response.json
+    assert response.json["issue"][0]["expression"] == ["prefetch.patient"]
+
+
+@pytest.mark.parametrize("anaphylaxis_first", [True, False])
+def test_conflicting_copies_of_one_resource_are_412_in_either_order(client, anaphylaxis_first):
+    request = _anaphylaxis_request()
+    entry = _allergy_entry(request)
+    benign = json.loads(json.dumps(entry))
+    benign["resource"]["reaction"] = [{"manifestation": [{"text": "rash"}], "severity": "mild"}]
+    benign["resource"]["criticality"] = "low"
+    pair = [entry, benign] if anaphylaxis_first else [benign, entry]
+    request["prefetch"]["allergies"] |= {"entry": pair, "total": 2}
+    response = client.post("/cds-services/aatd-order-sign", json=request)
+    assert response.status_code == 412, response.json
+    issue = response.json["issue"][0]
+    assert issue["expression"] == ["prefetch.allergies"]
+    assert "two different copies of one AllergyIntolerance" in issue["diagnostics"]
+
+
+def test_identical_copies_differing_only_in_meta_are_one_resource(client):
+    request = _anaphylaxis_request()
+    entry = _allergy_entry(request)
+    copy = json.loads(json.dumps(entry))
+    copy["resource"]["meta"] = {"versionId": "2", "lastUpdated": "2026-03-03T10:00:00Z"}
+    request["prefetch"]["allergies"] |= {"entry": [entry, copy], "total": 2}
+    response = client.post("/cds-services/aatd-order-sign", json=request)
+    assert response.status_code == 200, response.json
+    assert "augmentation-contraindicated" in topics(response)
+
+
+MALFORMED_SEARCHSETS = {
+    "a total that is text": ({"total": "1"}, "total is not a count"),
+    "a negative total": ({"total": -1}, "total is not a count"),
+    "a total that is true": ({"total": True}, "total is not a count"),
+    "an entry that is an object": ({"entry": {"resource": {}}}, "entry is not a list"),
+}
+
+
+@pytest.mark.parametrize("shape", MALFORMED_SEARCHSETS)
+def test_a_malformed_prefetched_searchset_is_412_not_empty(client, shape):
+    change, words = MALFORMED_SEARCHSETS[shape]
+    request = _anaphylaxis_request()
+    request["prefetch"]["allergies"] |= change
+    response = client.post("/cds-services/aatd-order-sign", json=request)
+    assert response.status_code in (400, 412), response.json  # 400: the schema refused it
+    issue = response.json["issue"][0]
+    assert issue["expression"][0].startswith("prefetch.allergies")
+    if response.status_code == 412:
+        assert words in issue["diagnostics"]
+
+
+@pytest.mark.parametrize("shape", MALFORMED_SEARCHSETS)
+def test_a_malformed_fetched_searchset_is_412_not_empty(client, shape):
+    change, words = MALFORMED_SEARCHSETS[shape]
+    request = _anaphylaxis_request()
+    answer = request["prefetch"].pop("allergies") | change
+    request |= {"fhirServer": FHIR, "fhirAuthorization": AUTH}
+    with responses.RequestsMock() as mock:
+        mock.get(f"{FHIR}/AllergyIntolerance", json=answer)
+        response = client.post("/cds-services/aatd-order-sign", json=request)
+    assert response.status_code == 412, response.json
+    assert words in response.json["issue"][0]["diagnostics"]
+
+
+def test_a_truncated_prefetch_says_how_many_were_sent_and_exist(client):
+    request = _anaphylaxis_request()
+    request["prefetch"]["allergies"]["total"] = 148
+    response = client.post("/cds-services/aatd-order-sign", json=request)
+    assert response.status_code == 412, response.json
+    diagnostics = response.json["issue"][0]["diagnostics"]
+    assert "reported 148 results but 1 were sent" in diagnostics
+    assert "no fhirServer was given" in diagnostics
