@@ -80,7 +80,7 @@ def test_the_demo_serves_cards_through_its_fhir_server_and_stops_on_ctrl_c(demo)
     # The SMART app opens for a sample patient, from the demo's own FHIR server.
     assert app_url(service, fhir, "seed-000") in text
     page = requests.get(app_url(service, fhir, "seed-000"), timeout=30)
-    assert page.status_code == 200
+    assert page.status_code == 200, page.text[-3000:]
     assert 'id="genotype"' in page.text
     discovery = requests.get(f"{service}/cds-services", timeout=10).json()
     assert {s["id"] for s in discovery["services"]} >= {"aatd-patient-view"}
