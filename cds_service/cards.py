@@ -81,13 +81,10 @@ def _checklist(
         built = [suggestion(a, patient_id, item.summary, resources) for a in item.actions]
         made = [s for s in built if s is not None]
         suggestions += made
-        listed.append(
-            {
-                "topic": item.topic,
-                "summary": _summary(item.summary),
-                "suggestions": [s["uuid"] for s in made],
-            }
-        )
+        entry: dict[str, Any] = {"topic": item.topic, "summary": _summary(item.summary)}
+        if made:  # CDS Hooks allows no empty list: an item with nothing to order lists none
+            entry["suggestions"] = [s["uuid"] for s in made]
+        listed.append(entry)
     card["detail"] = checklist_detail(rec)
     card["extension"] = {CHECKLIST_EXTENSION: listed}
     if suggestions:

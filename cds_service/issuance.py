@@ -23,7 +23,7 @@ def issued_cards(
             patient_key=patient_key,
             issued_at=now,
             item_topics=tuple(
-                (item["topic"], tuple(item["suggestions"]))
+                (item["topic"], tuple(item.get("suggestions", ())))
                 for item in card.get("extension", {}).get("urn:alpha1-cds:checklist", [])
             ),
         )

@@ -219,10 +219,22 @@ def _dose(dose_mg: float):
     return change
 
 
+def _pruned(value: Any) -> Any:
+    """``value`` without null, empty lists, objects or strings, at any depth: an EHR's
+    order may carry ``"coding": []``, and a response may carry no empty member."""
+    if isinstance(value, dict):
+        kept = {k: _pruned(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v not in (None, "", [], {})}
+    if isinstance(value, list):
+        kept_items = [_pruned(v) for v in value]
+        return [v for v in kept_items if v not in (None, "", [], {})]
+    return value
+
+
 def _update(original: Mapping[str, Any] | None, description: str, change) -> dict[str, Any] | None:
     if original is None or original.get("resourceType") != "MedicationRequest":
         return None
-    resource = copy.deepcopy(dict(original))
+    resource = _pruned(copy.deepcopy(dict(original)))
     change(resource)
     try:
         valid = _validated(MedicationRequest, resource)

@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator
 
 from cds_service.validation import SCHEMA_NAMES, check, fast_validator, schema, validator
 
-from .support.builders import hook_request, load_bundle
+from .support.builders import FIXTURES, hook_request, load_bundle
 
 CARD = {
     "uuid": "b5c2c6a8-6b8f-4f57-9c4f-3d3f7a6f1e21",
@@ -183,3 +183,25 @@ def test_the_compiled_validator_never_passes_what_jsonschema_refuses(fixture):
                 fast = fast_validator(name).is_valid(target)
                 slow = not list(validator(name).iter_errors(target))
                 assert fast == slow, (name, target if not fast else "passed")
+
+
+def _empty_members(value: Any, where: str = "") -> list[str]:
+    """Paths of every null, empty list, empty object or empty string inside ``value``."""
+    if value is None or value in ("", [], {}):
+        return [where or "(root)"]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _empty_members(v, f"{where}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _empty_members(v, f"{where}[{i}]")]
+    return []
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (FIXTURES / "patients").glob("*.json")))
+def test_no_response_member_is_null_or_empty_extensions_included(client, name):
+    """CDS Hooks forbids empty lists; the checklist extension of a reminder with nothing to
+    order (record the smoking status) once carried ``"suggestions": []``."""
+    response = client.post("/cds-services/aatd-patient-view", json=hook_request(load_bundle(name)))
+    assert response.status_code == 200, response.json
+    cards = response.json["cards"]
+    if cards:  # {"cards": []} is the one empty list CDS Hooks asks for
+        assert _empty_members(cards, "cards") == []
