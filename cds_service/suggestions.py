@@ -45,7 +45,9 @@ def suggestion(
     return {
         "label": action.label,
         "uuid": str(uuid.uuid4()),
-        "isRecommended": True,
+        # The A1PI products are alternatives under selectionBehavior "any": pre-selecting
+        # them all let one click order four products, so none is; the clinician picks one.
+        "isRecommended": not isinstance(action, PrescribeAugmentation),
         "actions": [built],
     }
 

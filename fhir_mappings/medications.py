@@ -33,13 +33,53 @@ def _classes() -> dict[str, dict[str, Any]]:
     return load_data("medications.json")
 
 
+# The three 10-digit NDC layouts (labeler-product-package) and the 11-digit 5-4-2 form that
+# billing and most EHRs write (FDA NDC Directory; CMS pads the short segment with a zero).
+NDC_LAYOUTS = ((4, 4, 2), (5, 3, 2), (5, 4, 1), (5, 4, 2))
+
+
+def ndc_products(code: str) -> set[str]:
+    """The labeler+product codes (9 digits, 5-4) a written NDC may stand for.
+
+    Hyphenated codes pad each segment; an 11-digit code without hyphens is unambiguous; a
+    10-digit one without hyphens may be any of the three layouts, so each is a candidate
+    (a product code of two segments, as our data file writes them, reads the same way)."""
+    code = code.strip()
+    if "-" in code:
+        parts = code.split("-")
+        if len(parts) in (2, 3) and all(part.isdigit() for part in parts):
+            return {parts[0].zfill(5) + parts[1].zfill(4)}
+        return set()
+    if not code.isdigit():
+        return set()
+    if len(code) == 11:
+        return {code[:9]}
+    if len(code) != 10:
+        return set()
+    found = set()
+    for labeler, product, _ in NDC_LAYOUTS[:3]:
+        found.add(code[:labeler].zfill(5) + code[labeler : labeler + product].zfill(4))
+    return found
+
+
+@cache
+def _ndc_index() -> dict[str, str]:
+    """Labeler+product (9 digits) -> medication class, from the data file's products."""
+    return {
+        product: name
+        for name, entry in _classes().items()
+        for listed in entry["ndc_products"]
+        for product in ndc_products(listed["code"])
+    }
+
+
 def product_of(concept: Any) -> str | None:
     """'a1pi' or 'immune_globulin' for a medication CodeableConcept, else None."""
+    index = _ndc_index()
     for name, entry in _classes().items():
-        ndc_products = [p["code"] for p in entry["ndc_products"]]
         for coding in codings(concept):
             system, code = canonical_system(coding.get("system")), str(coding.get("code", ""))
-            if system == NDC and any(code.startswith(p) for p in ndc_products):
+            if system == NDC and any(index.get(p) == name for p in ndc_products(code)):
                 return name
             if system == RXNORM and code in entry["rxnorm"]:
                 return name

@@ -293,3 +293,53 @@ def test_an_order_coded_only_by_its_rxnorm_display_is_recognised():
 def test_an_iga_below_detection_limit_asks_for_anti_iga():
     workup = view("safety-iga-below-detection")["augmentation-workup-incomplete"]
     assert any("IgA <20 mg/dL" in m and "anti-IgA" in m for m in workup.missing)
+
+
+# --- therapy on record by any NDC form; products never all pre-selected (issue 23) -------
+
+A1PI_NDC_FORMS = ["13533-0705-01", "13533070501", "13533-705-01", "1353370501"]
+
+
+def _with_active_order(fixture: str, ndc: str) -> list[dict]:
+    """The fixture with an active MedicationRequest coded only by ``ndc``, no text: how an
+    infusion pharmacy's order often arrives."""
+    resources = list(bundle_resources(load_bundle(fixture)))
+    patient = next(r for r in resources if r["resourceType"] == "Patient")
+    order = {
+        "resourceType": "MedicationRequest",
+        "id": "ndc-only-order",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": f"Patient/{patient['id']}"},
+        "authoredOn": "2026-10-01",
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": ndc}]
+        },
+    }
+    return [*resources, order]
+
+
+@pytest.mark.parametrize("ndc", A1PI_NDC_FORMS)
+def test_a_patient_on_a1pi_coded_by_any_ndc_form_is_not_told_to_start_it(ndc):
+    facts = facts_of(_with_active_order("seed-000-zz-emphysema", ndc))
+    found = {r.topic for r in hooks.evaluate("patient-view", facts)}
+    assert CANDIDATE not in found
+
+
+def test_near_miss_another_products_ndc_leaves_the_candidate_card():
+    facts = facts_of(_with_active_order("seed-000-zz-emphysema", "13533-0706-01"))
+    found = {r.topic for r in hooks.evaluate("patient-view", facts)}
+    assert CANDIDATE in found
+
+
+def test_the_candidate_card_pre_selects_no_a1pi_product(client):
+    request = hook_request(load_bundle("seed-000-zz-emphysema"))
+    response = client.post("/cds-services/aatd-patient-view", json=request)
+    [card] = [c for c in response.json["cards"] if c["source"]["topic"]["code"] == CANDIDATE]
+    products = [
+        s
+        for s in card["suggestions"]
+        if s["actions"][0]["resource"]["resourceType"] == "MedicationRequest"
+    ]
+    assert len(products) == 4
+    assert not any(s["isRecommended"] for s in products)
