@@ -192,7 +192,11 @@ class Authenticator:
         return source
 
     def _check(self, claims: Mapping[str, Any], client: TrustedClient) -> None:
-        if claims["exp"] - time.time() > self.max_lifetime + self.leeway:
+        exp = claims["exp"]
+        # PyJWT takes int("1700000000") for exp; RFC 7519 asks for a NumericDate (a number).
+        if not isinstance(exp, int | float) or isinstance(exp, bool):
+            raise AuthError("exp is not a number")
+        if exp - time.time() > self.max_lifetime + self.leeway:
             raise AuthError("token lifetime exceeds the maximum")
         if client.tenant is not None and claims.get("tenant") != client.tenant:
             raise AuthError("tenant does not match")

@@ -337,3 +337,11 @@ def test_a_pinned_jwks_is_used_when_the_token_names_an_allowlisted_jku(tmp_path)
             == 401
         )
         assert len(mock.calls) == 0
+
+
+def test_a_signed_token_whose_exp_is_a_numeric_string_is_401_not_500(client):
+    client, _ = client
+    value = token(EC, DISCOVERY, exp=str(int(time.time()) + 300))
+    response = discover(client, value)
+    assert response.status_code == 401
+    assert response.json["resourceType"] == "OperationOutcome"
