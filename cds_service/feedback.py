@@ -13,7 +13,8 @@ from typing import Any
 
 from fhir_mappings.fhirjson import as_dict, as_list
 
-from .store import FeedbackEntry
+from .errors import Issue
+from .store import FEEDBACK, SNOOZES, FeedbackEntry
 
 EPIC_REASON = "com.epic.cdshooks.feedback.overrideReason."
 
@@ -37,6 +38,46 @@ def _entry(item: Mapping[str, Any]) -> FeedbackEntry:
         user_comment=_text(reason.get("userComment")),
         items=tuple(_checklist_items(as_dict(item.get("extension")))),
     )
+
+
+def unstorable(received: list[FeedbackEntry]) -> list[Issue]:
+    """What the store's columns cannot hold, field by field: a value longer than its
+    column, or a NUL character (PostgreSQL refuses it in text). Said as a 400 naming the
+    field, before anything is stored: a 503 would have the EHR retry for ever."""
+    limits = {
+        "card": _length(FEEDBACK.c.card_uuid),
+        "overrideReason.reason.code": _length(FEEDBACK.c.override_code),
+        "overrideReason.reason.display": _length(FEEDBACK.c.override_display),
+        "extension.urn:alpha1-cds:checklist": _length(SNOOZES.c.topic),
+    }
+    issues = []
+    for index, entry in enumerate(received):
+        fields: dict[str, list[str | None]] = {
+            "card": [entry.card_uuid],
+            "acceptedSuggestions.id": list(entry.accepted_suggestions),
+            "overrideReason.reason.code": [entry.override_code],
+            "overrideReason.reason.display": [entry.override_display],
+            "overrideReason.userComment": [entry.user_comment],
+            "extension.urn:alpha1-cds:checklist": list(entry.items),
+        }
+        for field, values in fields.items():
+            why = _why_unstorable([v for v in values if v is not None], limits.get(field))
+            if why:
+                issues.append(Issue("invalid", f"{field} {why}", f"feedback[{index}].{field}"))
+    return issues
+
+
+def _length(column: Any) -> int | None:
+    """The length a String column declares (None for Text)."""
+    return getattr(column.type, "length", None)
+
+
+def _why_unstorable(values: list[str], limit: int | None) -> str | None:
+    if any("\x00" in value for value in values):
+        return "holds a NUL character"
+    if limit is not None and any(len(value) > limit for value in values):
+        return f"is longer than {limit} characters"
+    return None
 
 
 CHECKLIST_ITEMS = "urn:alpha1-cds:checklist"

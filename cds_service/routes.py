@@ -11,6 +11,7 @@ from flask import Blueprint, Response, g, request
 from . import logs
 from .errors import Issue, ServiceError
 from .feedback import entries as feedback_entries
+from .feedback import unstorable
 from .issuance import issued_cards
 from .openapi import document
 from .pipeline import draft_orders, evaluate
@@ -109,6 +110,9 @@ def feedback(service_id: str) -> Response:
     if issues:
         raise ServiceError(400, issues)  # nothing of a request with a bad entry is stored
     received = feedback_entries(body)
+    issues = unstorable(received)
+    if issues:
+        raise ServiceError(400, issues)
     try:
         stored = runtime().store.store_feedback(service_id, received)
     except StoreUnavailableError:

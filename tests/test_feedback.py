@@ -450,3 +450,39 @@ def test_rows_the_database_refuses_are_not_retried_for_ever(tmp_path):
     with store.engine.connect() as connection:
         assert list(connection.scalars(sa.select(CARDS.c.card_uuid))) == ["f" * 36]
     store.close()
+
+
+# --- what the schema accepts, the store can hold (data integrity) ---------------------------
+
+EPIC = "com.epic.cdshooks.feedback.overrideReason."
+UNSTORABLE = {
+    "a card id longer than its column": ({"card": "c" * 80}, "card"),
+    "a NUL in a comment": (
+        {"overrideReason": {"userComment": "declined\u0000"}},
+        "overrideReason.userComment",
+    ),
+    "a long Epic reason code": ({"extension": {f"{EPIC}reasonCategory": "z" * 300}}, "reason.code"),
+    "a long checklist item": (
+        {"extension": {"urn:alpha1-cds:checklist": ["i" * 200]}},
+        "urn:alpha1-cds:checklist",
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", UNSTORABLE)
+def test_feedback_the_store_cannot_hold_is_400_naming_the_field(client, database_url, shape):
+    """Was a 503 'retry' for ever on PostgreSQL, whose columns refuse what SQLite keeps."""
+    change, field = UNSTORABLE[shape]
+    entry = {
+        "card": "4c8a5b1e-0000-4000-8000-000000000000",
+        "outcome": "overridden",
+        "outcomeTimestamp": "2026-11-21T10:00:00Z",
+        **change,
+    }
+    response = client.post(FEEDBACK_URL, json={"feedback": [entry]})
+    assert response.status_code == 400, response.json
+    assert field in response.json["issue"][0]["expression"][0]
+    engine = sa.create_engine(database_url)
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(FEEDBACK)).scalar() == 0
+    engine.dispose()
