@@ -85,23 +85,6 @@ def transaction(bundle: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# Resource types sekmet-fhir 0.1.1 cannot search by ``patient``: it answers every
-# patient's search with all of them, which the service refuses as another patient's data.
-UNSEARCHABLE_BY_PATIENT = frozenset({"FamilyMemberHistory"})
-
-
-def searchable_by_patient(bundle: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    """The bundle without the resources sekmet-fhir cannot search by patient, and how many
-    were left out (the demo says so; ``load-patients`` to a real server sends them all)."""
-    kept = [
-        entry
-        for entry in as_list(bundle.get("entry"))
-        if as_dict(as_dict(entry).get("resource")).get("resourceType")
-        not in UNSEARCHABLE_BY_PATIENT
-    ]
-    return {**bundle, "entry": kept}, len(as_list(bundle.get("entry"))) - len(kept)
-
-
 def upload(base: str, sample: Sample, token: str | None = None) -> list[str]:
     """Store one sample patient; the problems, one line per rejected entry (empty: stored)."""
     headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
@@ -209,11 +192,7 @@ class Demo:
         fhir = SekmetServer(self.fhir_port).start()
         try:
             say(f"FHIR server (sekmet-fhir) on {fhir.base}; loading {len(found)} sample patients")
-            left_out = 0
-            for sample in found:
-                bundle, dropped = searchable_by_patient(sample.bundle)
-                fhir.load(bundle)
-                left_out += dropped
+            left_out = sum(fhir.load(sample.bundle) for sample in found)
             if left_out:
                 say(
                     f"left out {left_out} FamilyMemberHistory resource(s): sekmet-fhir ignores "

@@ -19,6 +19,8 @@ from typing import Any
 
 import requests
 
+from fhir_mappings.fhirjson import as_dict, as_list
+
 from .demo import transaction
 
 STARTUP_SECONDS = 60
@@ -37,6 +39,23 @@ def sekmet_command() -> list[str] | None:
         return [str(script)]
     found = shutil.which("sekmet")
     return [found] if found else None
+
+
+# Resource types sekmet-fhir 0.1.1 cannot search by ``patient``: it answers every
+# patient's search with all of them, which the service refuses as another patient's data.
+UNSEARCHABLE_BY_PATIENT = frozenset({"FamilyMemberHistory"})
+
+
+def searchable_by_patient(bundle: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """The bundle without the resources sekmet-fhir cannot search by patient, and how many
+    were left out (the demo says so; ``load-patients`` sends them all to a real server)."""
+    kept = [
+        entry
+        for entry in as_list(bundle.get("entry"))
+        if as_dict(as_dict(entry).get("resource")).get("resourceType")
+        not in UNSEARCHABLE_BY_PATIENT
+    ]
+    return {**bundle, "entry": kept}, len(as_list(bundle.get("entry"))) - len(kept)
 
 
 class SekmetServer:
@@ -82,15 +101,18 @@ class SekmetServer:
         self.stop()
         raise RuntimeError("sekmet did not start in time")
 
-    def load(self, bundle: dict[str, Any]) -> None:
-        """Store every resource of a Bundle with one transaction of PUTs."""
+    def load(self, bundle: dict[str, Any]) -> int:
+        """Store the resources of a Bundle with one transaction of PUTs, leaving out those
+        it cannot search by patient; answers how many were left out."""
+        searchable, left_out = searchable_by_patient(bundle)
         response = requests.post(
             self.base,
-            json=transaction(bundle),
+            json=transaction(searchable),
             headers={"Content-Type": "application/fhir+json"},
             timeout=30,
         )
         response.raise_for_status()
+        return left_out
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:

@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from cds_service.prefetch import render
+from cds_service.sekmet import searchable_by_patient
 from cds_service.services import SERVICES
 
 from .support.builders import hook_request, load_bundle
@@ -51,7 +52,7 @@ def comparable(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
             {k: v for k, v in s.items() if k != "uuid"} for s in card.get("suggestions", [])
         ]
         for item in card.get("extension", {}).get("urn:alpha1-cds:checklist", []):
-            item["suggestions"] = len(item["suggestions"])  # uuids differ per call
+            item["suggestions"] = len(item.get("suggestions", []))  # uuids differ per call
         stripped.append(card)
     return stripped
 
@@ -62,7 +63,13 @@ def expected_topics(fixture: str) -> set[str]:
     return set(TABLE[fixture][0])
 
 
-@pytest.mark.parametrize("fixture", [*CASES, *TABLE])
+# sekmet-fhir answers a FamilyMemberHistory search with every patient's records, so
+# SekmetServer.load leaves those out; a fixture that needs them cannot be compared here
+# (the mocked server of test_prefetch.py covers them).
+COMPARABLE = [f for f in (*CASES, *TABLE) if not searchable_by_patient(load_bundle(f))[1]]
+
+
+@pytest.mark.parametrize("fixture", COMPARABLE)
 def test_full_prefetch_and_no_prefetch_give_the_same_cards(client, fhir_server, fixture):
     bundle = load_bundle(fixture)
     fetched = hook_request(bundle, prefetch="none", fhirServer=fhir_server.base)
