@@ -85,10 +85,8 @@ def key_state(value: Any, query: Query, missing: bool) -> tuple[KeyState, str]:
     # A read answered by its resource type; anything else is not what was asked for.
     if not search and kind == query.resource_type:
         return KeyState.DATA, ""
-    return (
-        KeyState.FAILED,
-        f"the prefetch holds {kind or 'JSON'} where {query.resource_type} was asked",
-    )
+    shown = kind[:40] if isinstance(kind, str) and kind else "JSON"  # never echoed at length
+    return KeyState.FAILED, f"the prefetch holds {shown} where {query.resource_type} was asked"
 
 
 def render(template: str, context: Mapping[str, Any]) -> str:
