@@ -460,6 +460,14 @@ def test_deeply_nested_json_from_the_fhir_server_is_412_not_500(client):
 # --- another patient's data, conflicting copies, malformed searchsets (data integrity) ----
 
 
+def assert_allergies_refused(response, words: str) -> None:
+    """A 412 that names the allergy key and says why with ``words``."""
+    assert response.status_code == 412, response.json
+    issue = response.json["issue"][0]
+    assert issue["expression"] == ["prefetch.allergies"]
+    assert words in issue["diagnostics"]
+
+
 def _allergy_entry(request: dict[str, Any]) -> dict[str, Any]:
     return request["prefetch"]["allergies"]["entry"][0]
 
@@ -478,10 +486,9 @@ def test_a_prefetched_search_naming_another_patient_is_412_not_supported(client)
     request = _anaphylaxis_request()
     request["prefetch"]["allergies"] = _merged_allergies(request)
     response = client.post("/cds-services/aatd-order-sign", json=request)
-    assert response.status_code == 412, response.json
-    issue = response.json["issue"][0]
-    assert issue["expression"] == ["prefetch.allergies"]
-    assert "prefetched answer holds 1 of 1 resources of another patient" in issue["diagnostics"]
+    assert_allergies_refused(
+        response, "prefetched answer holds 1 of 1 resources of another patient"
+    )
 
 
 def test_a_fetched_search_naming_another_patient_is_412_not_supported(client):
@@ -492,10 +499,7 @@ def test_a_fetched_search_naming_another_patient_is_412_not_supported(client):
     with responses.RequestsMock() as mock:
         mock.get(f"{FHIR}/AllergyIntolerance", json=merged)
         response = client.post("/cds-services/aatd-order-sign", json=request)
-    assert response.status_code == 412, response.json
-    issue = response.json["issue"][0]
-    assert issue["expression"] == ["prefetch.allergies"]
-    assert "fetched answer holds 1 of 1 resources of another patient" in issue["diagnostics"]
+    assert_allergies_refused(response, "fetched answer holds 1 of 1 resources of another patient")
 
 
 def test_a_prefetched_key_naming_another_patient_is_fetched_again(client):
@@ -532,10 +536,7 @@ def test_conflicting_copies_of_one_resource_are_412_in_either_order(client, anap
     pair = [entry, benign] if anaphylaxis_first else [benign, entry]
     request["prefetch"]["allergies"] |= {"entry": pair, "total": 2}
     response = client.post("/cds-services/aatd-order-sign", json=request)
-    assert response.status_code == 412, response.json
-    issue = response.json["issue"][0]
-    assert issue["expression"] == ["prefetch.allergies"]
-    assert "two different copies of one AllergyIntolerance" in issue["diagnostics"]
+    assert_allergies_refused(response, "two different copies of one AllergyIntolerance")
 
 
 def test_identical_copies_differing_only_in_meta_are_one_resource(client):
