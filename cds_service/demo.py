@@ -178,7 +178,7 @@ class Demo:
 
     def run(self, say: Callable[[str], None], stop: threading.Event) -> None:
         """Start everything, print the guide, and serve until ``stop`` is set."""
-        from .sekmet import SekmetServer, sekmet_command
+        from .sekmet import UNSEARCHABLE_BY_PATIENT, SekmetServer, sekmet_command
 
         for port, what in ((self.service_port, "service"), (self.fhir_port, "FHIR server")):
             if not port_free(port):
@@ -194,9 +194,10 @@ class Demo:
             say(f"FHIR server (sekmet-fhir) on {fhir.base}; loading {len(found)} sample patients")
             left_out = sum(fhir.load(sample.bundle) for sample in found)
             if left_out:
+                kinds = ", ".join(sorted(UNSEARCHABLE_BY_PATIENT))
                 say(
-                    f"left out {left_out} FamilyMemberHistory resource(s): sekmet-fhir ignores "
-                    "the patient parameter on that search, and the service rightly refuses an "
+                    f"left out {left_out} {kinds} resource(s): sekmet-fhir ignores the "
+                    "patient parameter on that search, and the service rightly refuses an "
                     "answer holding another patient's data (412)"
                 )
             with self._service(fhir.base):

@@ -8,7 +8,6 @@ offered (the card still says what to do).
 
 from __future__ import annotations
 
-import copy
 import math
 import uuid
 from collections.abc import Mapping
@@ -222,8 +221,9 @@ def _dose(dose_mg: float):
 
 
 def _pruned(value: Any) -> Any:
-    """``value`` without null, empty lists, objects or strings, at any depth: an EHR's
-    order may carry ``"coding": []``, and a response may carry no empty member."""
+    """A copy of ``value`` without null, empty lists, objects or strings, at any depth: an
+    EHR's order may carry ``"coding": []``, and a response may carry no empty member. Every
+    dict and list is new, so the caller may change the copy freely."""
     if isinstance(value, dict):
         kept = {k: _pruned(v) for k, v in value.items()}
         return {k: v for k, v in kept.items() if v not in (None, "", [], {})}
@@ -236,7 +236,7 @@ def _pruned(value: Any) -> Any:
 def _update(original: Mapping[str, Any] | None, description: str, change) -> dict[str, Any] | None:
     if original is None or original.get("resourceType") != "MedicationRequest":
         return None
-    resource = _pruned(copy.deepcopy(dict(original)))
+    resource = _pruned(original)
     change(resource)
     try:
         valid = _validated(MedicationRequest, resource)
