@@ -32,7 +32,9 @@ from tests.support.fhir_server import DelayingProxy, sekmet
 FIXTURE = "testing-copd-untested"
 FETCHED_KEYS = (
     "aatResults",
-    "observations",
+    "spirometry",
+    "bodyWeight",
+    "smokingStatus",
     "conditions",
     "procedures",
     "medicationRequests",

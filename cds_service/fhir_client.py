@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 from urllib.parse import urljoin
 
@@ -20,6 +21,7 @@ import orjson
 import requests
 import urllib3
 
+from fhir_mappings import Window
 from fhir_mappings.fhirjson import as_dict, as_list, bundle_resources
 
 from . import urls
@@ -154,12 +156,22 @@ class FhirClient:
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
 
-    def read_all(self, path: str, deadline: float, resource_type: str = "") -> Fetched:
-        """A read (``Patient/1``) or a search followed through all its pages.
+    def read_all(
+        self,
+        path: str,
+        deadline: float,
+        resource_type: str = "",
+        window: Window | None = None,
+        today: date | None = None,
+    ) -> Fetched:
+        """A read (``Patient/1``) or a search followed through its pages.
 
         Anything but the whole answer is a FetchError: another type than was asked for,
         JSON that is not FHIR, an outcome saying the results are incomplete, a ``total``
-        above what the pages held, or more pages than the cap."""
+        above what the pages held, or more pages than the cap. With a ``window`` (the
+        newest results suffice, counted back from ``today``), pages are read only until the
+        window holds."""
+        today = today or date.today()
         result = Fetched()
         search = "?" in path
         body = self._get(urljoin(self.base, path), deadline, read=not search)
@@ -171,18 +183,32 @@ class FhirClient:
             shown = kind if isinstance(kind, str) else "JSON that is not a FHIR resource"
             raise FetchError(f"the FHIR server answered with {shown}, not {expected}")
         self._take(body, result)
-        self.continue_pages(body, deadline, result)
+        if window is not None and window.shortfall(result.resources, today) is None:
+            return result  # the newest, reaching back far enough: the rest is not needed
+        self.continue_pages(body, deadline, result, window, today)
         total = body.get("total")
-        if search and isinstance(total, int) and total > result.matches:
+        short = search and isinstance(total, int) and total > result.matches
+        if short and (window is None or window.shortfall(result.resources, today)):
             raise FetchError(f"the search reported {total} results but {result.matches} were read")
         return result
 
     def continue_pages(
-        self, bundle: Mapping[str, Any], deadline: float, result: Fetched
+        self,
+        bundle: Mapping[str, Any],
+        deadline: float,
+        result: Fetched,
+        window: Window | None = None,
+        today: date | None = None,
     ) -> Fetched:
-        """Follow ``next`` links of a Bundle already in hand, adding to ``result``."""
+        """Follow ``next`` links of a Bundle already in hand, adding to ``result``, until
+        the last page or, with a ``window``, until the window holds."""
         url = next_link(bundle)
         while url is not None:
+            if (
+                window is not None
+                and window.shortfall(result.resources, today or date.today()) is None
+            ):
+                return result
             if result.pages >= self.max_pages:
                 raise FetchError(
                     f"the search has more than {self.max_pages} pages (fhir_max_pages); "

@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import Executor, Future, wait
 from dataclasses import dataclass, field
+from datetime import date
 from enum import Enum
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -35,6 +36,7 @@ from .fhir_client import (
     Fetched,
     FetchError,
     FhirClient,
+    Scan,
     bundle_outcomes,
     next_link,
     scan,
@@ -60,9 +62,13 @@ class Gathered:
     fetched: list[str] = field(default_factory=list)
 
 
-def key_state(value: Any, query: Query, missing: bool) -> tuple[KeyState, str]:
+def key_state(
+    value: Any, query: Query, missing: bool, today: date | None = None
+) -> tuple[KeyState, str]:
     """Classify one prefetch value (``missing``: the key was not sent at all), with why a
-    FAILED value cannot be used, in words safe to return and log."""
+    FAILED value cannot be used, in words safe to return and log. ``today``: the date a
+    window's span is counted back from (the server's date by default)."""
+    today = today or date.today()
     if missing:
         return KeyState.ABSENT, "it was not prefetched"
     if value is None:
@@ -78,7 +84,10 @@ def key_state(value: Any, query: Query, missing: bool) -> tuple[KeyState, str]:
         severities = {severity for severity, _ in bundle_outcomes(scanned)}
         if severities & FAILED_SEVERITIES:
             return KeyState.FAILED, "the prefetched search reported an error"
-        why = unusable(value, scanned)
+        # A newest-first window asks for a truncated answer: its total is judged by the window.
+        why = unusable(value, scanned, totals=query.window is None) or _short_window(
+            value, scanned, query, today
+        )
         if why:
             return KeyState.FAILED, f"in the prefetch, {why}"
         return (KeyState.ADVISORY if severities else KeyState.DATA), ""  # Epic's "no results"
@@ -87,6 +96,23 @@ def key_state(value: Any, query: Query, missing: bool) -> tuple[KeyState, str]:
         return KeyState.DATA, ""
     shown = kind[:40] if isinstance(kind, str) and kind else "JSON"  # never echoed at length
     return KeyState.FAILED, f"the prefetch holds {shown} where {query.resource_type} was asked"
+
+
+def truncated(bundle: Mapping[str, Any], scanned: Scan) -> bool:
+    """More results exist than the page holds: a next link, or a total above its matches."""
+    total = bundle.get("total")
+    return next_link(bundle) is not None or (isinstance(total, int) and total > scanned[1])
+
+
+def _short_window(
+    bundle: Mapping[str, Any], scanned: Scan, query: Query, today: date
+) -> str | None:
+    """Why a truncated answer to a newest-first key cannot stand (None: it can, or it is
+    not truncated, or the key needs every result and ``unusable`` judged it)."""
+    if query.window is None or not truncated(bundle, scanned):
+        return None
+    why = query.window.shortfall(bundle_resources(bundle), today)
+    return f"the search was cut short and {why}" if why else None
 
 
 def render(template: str, context: Mapping[str, Any]) -> str:
@@ -105,12 +131,15 @@ def gather(
     settings: Settings,
     executor: Executor,
     arrival: float | None = None,
+    today: date | None = None,
 ) -> Gathered:
     """The data of every key, or a 412 naming the keys that could not be had.
 
     ``arrival`` (``time.monotonic()``): when the request arrived; the deadline counts from
     it, so time spent waiting for a thread is part of the budget, not added to it.
+    ``today``: the date the rules judge on, from which a window's span is counted back.
     """
+    today = today or date.today()
     deadline = (time.monotonic() if arrival is None else arrival) + settings.fhir_deadline
     prefetch = request.get("prefetch") or {}
     patient_id = str(request["context"].get("patientId", ""))
@@ -122,7 +151,7 @@ def gather(
     sources: dict[str, list[dict[str, Any]]] = {}
     for key, query in queries.items():
         value: Any = prefetch.get(key)
-        state, why = key_state(value, query, missing=key not in prefetch)
+        state, why = key_state(value, query, missing=key not in prefetch, today=today)
         if state in (KeyState.DATA, KeyState.ADVISORY):
             resources = _resources(value)
             why = _another_patient(resources, patient_id, "prefetched")
@@ -135,8 +164,8 @@ def gather(
             why_fetch[key] = why or "the EHR's search gave only advisory outcomes"
         elif state is not KeyState.NO_DATA:
             sources[key] = resources
-            if next_link(value) is not None:
-                to_continue[key] = value
+            if next_link(value) is not None and query.window is None:
+                to_continue[key] = value  # a window key that got here holds what it needs
 
     if (to_fetch or to_continue) and client is None:
         reasons = {key: f"{why}, and {why_not}" for key, why in why_fetch.items()}
@@ -149,6 +178,8 @@ def gather(
                 render(query.template, request["context"]),
                 deadline,
                 query.resource_type,
+                query.window,
+                today,
             )
             for key, query in to_fetch.items()
         }

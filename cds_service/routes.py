@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, request
 
-from . import logs
+from . import logs, pipeline
 from .errors import Issue, ServiceError
 from .feedback import entries as feedback_entries
 from .feedback import unstorable
@@ -56,7 +56,9 @@ def invoke(service_id: str) -> Response:
     check_size(body, runtime().settings.max_resources)
     parse_ms = elapsed_ms(started)
     settings, executor = runtime().settings, runtime().executor
-    gathered = gather(body, service.queries, settings, executor, arrived(request.environ))
+    gathered = gather(
+        body, service.queries, settings, executor, arrived(request.environ), pipeline.today()
+    )
     gather_ms = elapsed_ms(started) - parse_ms
     context = body["context"]
     patient_id = context["patientId"]

@@ -6,15 +6,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_mappings import QUERIES, Query
+from fhir_mappings.queries import OBSERVATION_KEYS
 
 PATIENT_KEYS = (
     "patient",
-    "aatResults",
-    "observations",
+    *(key for key, _, _ in OBSERVATION_KEYS),
     "conditions",
     "procedures",
     "medicationRequests",
     "medicationStatements",
+    "medicationAdministrations",
     "immunizations",
     "allergies",
     "familyHistory",

@@ -16,7 +16,7 @@ from .facts import (
 )
 from .interpretation import Lookbacks
 from .mapper import map_patient
-from .queries import APP_QUERIES, QUERIES, Query
+from .queries import APP_QUERIES, QUERIES, Query, Window
 from .therapy_history import TherapyPeriod, therapy_periods
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "Source",
     "TestRecord",
     "TherapyPeriod",
+    "Window",
     "map_patient",
     "therapy_periods",
 ]

@@ -73,6 +73,33 @@ def parse_date(value: Any) -> date | None:
         return None
 
 
+DATE_FIELDS = (
+    "effectiveDateTime",
+    "onsetDateTime",
+    "performedDateTime",
+    "occurrenceDateTime",
+    "authoredOn",
+    "recordedDate",
+    "dateAsserted",
+    "date",
+    "issued",
+)
+PERIOD_FIELDS = ("effectivePeriod", "performedPeriod", "onsetPeriod")
+
+
+def clinical_date(resource: Json) -> date | None:
+    """The date a resource is about: the first date field present, else a period's start.
+    Fields absent are skipped without parsing (this runs once per resource)."""
+    for name in DATE_FIELDS:
+        value = resource.get(name)
+        if value is not None and (when := parse_date(value)):
+            return when
+    for name in PERIOD_FIELDS:
+        if when := parse_date(as_dict(resource.get(name)).get("start")):
+            return when
+    return None
+
+
 def reference_id(reference: Any, resource_type: str) -> str | None:
     """The id in a reference to ``resource_type`` (relative or absolute), else None."""
     ref = as_dict(reference).get("reference")

@@ -18,6 +18,7 @@ from .fhirjson import (
     Json,
     as_dict,
     as_list,
+    clinical_date,
     concept_text,
     names_other_patient,
     parse_date,
@@ -30,7 +31,13 @@ from .interpretation import (
     note_stale,
     resolve_genotype,
 )
-from .medications import normalise_doses, product_of, read_order
+from .medications import (
+    keep_newest_administrations,
+    normalise_doses,
+    product_of,
+    read_administration,
+    read_order,
+)
 from .observations import AlleleEvidence, read_observation
 
 WITHDRAWN_OBSERVATION = frozenset({"entered-in-error", "cancelled"})
@@ -95,6 +102,7 @@ def _finish(state: _Pass, lookbacks: Lookbacks) -> None:
     derive_fev1_percent(facts)
     resolve_genotype(facts, state.alleles)
     _smoking_from_conditions(facts)
+    keep_newest_administrations(facts)
     normalise_doses(facts)
     note_stale(facts, lookbacks)
 
@@ -140,43 +148,15 @@ def _is_for_patient(resource: Json, patient_id: str | None) -> bool:
     return not names_other_patient(resource, patient_id)
 
 
-DATE_FIELDS = (
-    "effectiveDateTime",
-    "onsetDateTime",
-    "performedDateTime",
-    "occurrenceDateTime",
-    "authoredOn",
-    "recordedDate",
-    "dateAsserted",
-    "date",
-    "issued",
-)
-
-
-PERIOD_FIELDS = ("effectivePeriod", "performedPeriod", "onsetPeriod")
-
-
 def _source(resource: Json) -> Source:
-    """Reference, clinical date (the first date field present, else a period's start) and
-    status. Runs once per resource: fields absent are skipped without parsing."""
+    """Reference, clinical date (``clinical_date``) and status. Runs once per resource."""
     rid = resource.get("id")
     status = resource.get("status")
     return Source(
         f"{resource['resourceType']}/{rid if isinstance(rid, str) else '(no id)'}",
-        _clinical_date(resource),
+        clinical_date(resource),
         status if isinstance(status, str) else None,
     )
-
-
-def _clinical_date(resource: Json) -> date | None:
-    for name in DATE_FIELDS:
-        value = resource.get(name)
-        if value is not None and (when := parse_date(value)):
-            return when
-    for name in PERIOD_FIELDS:
-        if when := parse_date(as_dict(resource.get(name)).get("start")):
-            return when
-    return None
 
 
 def _patient(resource: Json, source: Source, state: _Pass) -> None:
@@ -229,6 +209,10 @@ def _observation(resource: Json, source: Source, state: _Pass) -> None:
 
 def _order(resource: Json, source: Source, state: _Pass) -> None:
     read_order(resource, source, state.facts, state.medications, state.drafts)
+
+
+def _administration(resource: Json, source: Source, state: _Pass) -> None:
+    read_administration(resource, source, state.facts, state.medications)
 
 
 def _immunization(resource: Json, source: Source, state: _Pass) -> None:
@@ -303,6 +287,7 @@ _HANDLERS: dict[str, Handler] = {
     "Observation": _observation,
     "MedicationRequest": _order,
     "MedicationStatement": _order,
+    "MedicationAdministration": _administration,
     "Immunization": _immunization,
     "AllergyIntolerance": _allergy,
 }

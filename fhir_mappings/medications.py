@@ -108,6 +108,53 @@ def medication_concept(resource: Json, medications: dict[str, Json]) -> Any:
 
 
 WITHDRAWN_DRAFT = frozenset({"cancelled", "entered-in-error"})
+# An administration that happened (or is under way): therapy given, whatever the order says.
+GIVEN = frozenset({"completed", "in-progress"})
+
+
+def read_administration(
+    resource: Json, source: Source, facts: PatientFacts, medications: dict[str, Json]
+) -> None:
+    """A recent infusion of A1PI or immune globulin (an infusion centre's record) means the
+    patient is on that therapy, even with no active order on record. Recent: within the
+    product's ``administration_recent_days`` (data/medications.json, with its reason); an
+    undated or older one says nothing about now. Only the newest per product is kept
+    (``keep_newest_administrations``), so weekly infusions are one fact, not many orders."""
+    if resource.get("status") not in GIVEN or source.date is None:
+        return
+    concept = medication_concept(resource, medications)
+    product = product_of(concept)
+    if product is None:
+        return
+    if (facts.as_of - source.date).days > _classes()[product]["administration_recent_days"]:
+        return
+    dose, unit = _quantity(as_dict(as_dict(resource.get("dosage")).get("dose")))
+    facts.orders.append(
+        MedicationOrder(
+            product=product,
+            text=concept_text(concept) or product,
+            state="active",
+            resource_type="MedicationAdministration",
+            source=source,
+            dose=dose,
+            dose_unit=unit,
+            # One infusion has no interval: its dose is judged on the order, not here.
+            dose_problem="an infusion given, not an order",
+        )
+    )
+
+
+def keep_newest_administrations(facts: PatientFacts) -> None:
+    """One administration fact per product, the newest (orders are sorted newest first)."""
+    seen: set[str] = set()
+    kept = []
+    for order in facts.orders:
+        if order.resource_type == "MedicationAdministration":
+            if order.product in seen:
+                continue
+            seen.add(order.product)
+        kept.append(order)
+    facts.orders[:] = kept
 
 
 def read_order(
@@ -151,11 +198,17 @@ def read_order(
 
 def _dose(dosage: Json) -> tuple[float | None, str | None]:
     for rate in as_list(dosage.get("doseAndRate")):
-        quantity = as_dict(as_dict(rate).get("doseQuantity"))
-        value = quantity.get("value")
-        if isinstance(value, NUMBER) and not isinstance(value, bool):
-            unit = quantity.get("code") or quantity.get("unit")
-            return float(value), str(unit) if unit else None
+        dose = _quantity(as_dict(as_dict(rate).get("doseQuantity")))
+        if dose[0] is not None:
+            return dose
+    return None, None
+
+
+def _quantity(quantity: Json) -> tuple[float | None, str | None]:
+    value = quantity.get("value")
+    if isinstance(value, NUMBER) and not isinstance(value, bool):
+        unit = quantity.get("code") or quantity.get("unit")
+        return float(value), str(unit) if unit else None
     return None, None
 
 
@@ -174,6 +227,8 @@ def normalise_doses(facts: PatientFacts) -> None:
     """Per-kg doses from the latest weight; say what is missing when it cannot be done."""
     weight = facts.latest("body_weight")
     for index, order in enumerate(facts.orders):
+        if order.resource_type == "MedicationAdministration":
+            continue  # an infusion given: no interval, its dose_problem already says so
         per_kg = _mg_per_kg(order, weight.value if weight else None)
         if per_kg is None:
             problem = _dose_problem(order, weight is not None)

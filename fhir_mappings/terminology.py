@@ -29,6 +29,8 @@ class Code:
     code: str
     display: str
     prefix: bool = False
+    # For a prefix code: the codes below it, named so that a search can ask for them.
+    search: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,7 @@ class ValueSets:
                     code=c["code"],
                     display=c["display"],
                     prefix=c.get("prefix", False),
+                    search=tuple(c.get("search", ())),
                 )
                 for c in entry.get("codes", ())
             )
@@ -136,6 +139,15 @@ class ValueSets:
 
     def codes(self, *names: str) -> list[Code]:
         return [code for name in names for code in self.concepts[name].codes]
+
+    def search_codes(self, *names: str) -> list[Code]:
+        """The codes a search must name to find every record of these concepts: each code,
+        and below a prefix code every code its ``search`` list names."""
+        found: list[Code] = []
+        for code in self.codes(*names):
+            found.append(code)
+            found += [Code(code.system, below, code.display) for below in code.search]
+        return found
 
     def names_in_group(self, group: str) -> list[str]:
         return [name for name, concept in self.concepts.items() if concept.group == group]

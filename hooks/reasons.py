@@ -67,9 +67,15 @@ def order_reason(order: MedicationOrder) -> Reason:
         dose = FACTS("order_dose", dose=order.dose, unit=order.dose_unit or "").rstrip()
         if order.interval_days:
             dose += FACTS("order_interval", days=order.interval_days)
-    statement = order.resource_type == "MedicationStatement"
     values = {"state": order.state, "text": order.text, "dose": dose}
-    text = FACTS("statement", **values) if statement else FACTS("order", **values)
+    kind = order.resource_type
+    text = (
+        FACTS("statement", **values)
+        if kind == "MedicationStatement"
+        else FACTS("administration", **values)
+        if kind == "MedicationAdministration"
+        else FACTS("order", **values)
+    )
     return Reason(text, order.source)
 
 

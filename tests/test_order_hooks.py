@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .support.builders import FIXTURES
+from .support.builders import FIXTURES, searchset
 
 # request fixture -> (topics with indicators that must appear, topics that must not)
 TABLE: dict[str, tuple[dict[str, str], set[str]]] = {
@@ -140,9 +140,14 @@ def test_contraindication_is_critical_with_removal(client):
     assert card["suggestions"][0]["actions"][0]["type"] == "delete"
 
 
-def with_observation(request: dict[str, Any], observation: dict[str, Any]) -> dict[str, Any]:
+def with_observation(
+    request: dict[str, Any], observation: dict[str, Any], key: str = "immunology"
+) -> dict[str, Any]:
+    """The request with one more result under ``key`` (IgA and anti-IgA: "immunology")."""
     request = copy.deepcopy(request)
-    request["prefetch"]["observations"]["entry"].append({"resource": observation})
+    searchset = request["prefetch"][key]
+    searchset["entry"].append({"resource": observation})
+    searchset["total"] = len(searchset["entry"])
     return request
 
 
@@ -181,7 +186,7 @@ def test_iga_deficiency_with_unknown_anti_iga_asks_for_the_test(client):
 
 def test_iga_deficiency_with_negative_anti_iga_is_supported(client):
     request = with_observation(load_request("order-sign-seed-000-prolastin-supported"), IGA_LOW)
-    request["prefetch"]["observations"]["entry"].append({"resource": ANTI_IGA_NEGATIVE})
+    request = with_observation(request, ANTI_IGA_NEGATIVE)
     assert set(cards_for(client, request)) == {"augmentation-candidate"}
 
 
@@ -194,16 +199,11 @@ def test_selection_of_an_unrelated_order_gives_no_cards(client):
 def test_per_kg_draft_off_label_without_a_weight_still_gets_a_dose_card(client):
     """A draft in mg/kg needs no weight to be judged; the correction does, and is left out."""
     request = load_request("order-sign-seed-000-underdosed")
-    request["prefetch"]["observations"]["entry"] = [
-        e
-        for e in request["prefetch"]["observations"]["entry"]
-        if e["resource"]["code"]["coding"][0]["code"] != "29463-7"
-    ]
-    observations = request["prefetch"]["observations"]
-    observations["total"] = len(observations["entry"])  # else the searchset is incomplete
+    request["prefetch"]["bodyWeight"] = searchset([])
     dose = request["context"]["draftOrders"]["entry"][0]["resource"]["dosageInstruction"][0]
     dose["doseAndRate"][0]["doseQuantity"] = {"value": 40, "unit": "mg/kg", "code": "mg/kg"}
     card = cards_for(client, request)["augmentation-dose-check"]
     assert "40 mg/kg/week" in card["summary"]
     assert "suggestions" not in card
     assert "a recent body weight" in card["detail"]
+

@@ -150,6 +150,25 @@ TABLE: dict[str, tuple[dict[str, str], set[str]]] = {
         {"immunoglobulin-trough-low", "immunoglobulin-replacement-not-indicated"},
     ),
     "testing-copd-untested": ({"aatd-testing-recommended": "info"}, AUGMENTATION_EXCLUSIVE),
+    # Records written the way real systems write them (issue 23): therapy given only as
+    # infusions is therapy; SNOMED-coded pneumonias are infections; ten years of history
+    # before the seed's results change nothing.
+    "safety-a1pi-infusions-only": ({}, {"augmentation-candidate"}),
+    "safety-a1pi-infusion-lapsed": ({"augmentation-candidate": "info"}, set()),
+    "safety-igg-snomed-pneumonias": (
+        {"immunoglobulin-replacement-indicated": "warning"},
+        {"immunoglobulin-replacement-not-indicated"},
+    ),
+    "safety-igg-snomed-one-pneumonia": ({}, {"immunoglobulin-replacement-indicated"}),
+    "safety-long-record": (
+        {
+            "augmentation-candidate": "info",
+            "liver-monitoring": "info",
+            "vaccinations-due": "info",
+            "family-testing": "info",
+        },
+        {"aatd-testing-recommended", "augmentation-workup-incomplete", "smoking-cessation"},
+    ),
 }
 
 

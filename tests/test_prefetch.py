@@ -15,9 +15,9 @@ from fhir_mappings import QUERIES
 
 from .support.builders import (
     FIXTURES,
+    answer,
     hook_request,
     load_bundle,
-    matches,
     prefetch_for,
     searchset,
 )
@@ -72,8 +72,7 @@ def _search(resources):
             for q in QUERIES.values()
             if q.resource_type == kind and _same_params(q.template, url.query)
         )
-        found = [r for r in resources if matches(template, r)]
-        return 200, {}, _json(searchset(found))
+        return 200, {}, _json(answer(template, resources))
 
     return callback
 

@@ -131,7 +131,12 @@ def _overview(iss: str, patient: str, token: str | None) -> Response:
     rt = runtime()
     try:
         gathered = gather(
-            hook_like, APP_QUERIES, rt.settings, rt.executor, arrived(request.environ)
+            hook_like,
+            APP_QUERIES,
+            rt.settings,
+            rt.executor,
+            arrived(request.environ),
+            pipeline.today(),
         )
     except ServiceError as error:
         reasons = [issue.diagnostics for issue in error.issues]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from cds_service.services import SERVICES
 from fhir_mappings import QUERIES, Query, terminology
-from fhir_mappings.fhirjson import bundle_resources, codings
+from fhir_mappings.fhirjson import bundle_resources, clinical_date, codings
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures"
@@ -35,16 +37,35 @@ def searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def wanted_codes(query: Query) -> set[str] | None:
+    """The codes a template's ``code=`` asks for (system dropped), or None for any code."""
+    if "code=" not in query.template:
+        return None
+    values = query.template.split("code=")[1].split("&")[0].split(",")
+    return {unquote(value).split("|")[-1] for value in values}
+
+
 def matches(query: Query, resource: dict[str, Any]) -> bool:
-    """Whether ``resource`` answers ``query`` (type, and Observation/Procedure codes)."""
+    """Whether ``resource`` answers ``query`` (type, and the codes it names)."""
     if resource["resourceType"] != query.resource_type:
         return False
-    if "code=" not in query.template:
+    wanted = wanted_codes(query)
+    if wanted is None:
         return True
-    wanted = {
-        pair.split("|")[1] for pair in query.template.split("code=")[1].split("&")[0].split(",")
-    }
-    return any(c.get("code") in wanted for c in codings(resource.get("code")))
+    field = "vaccineCode" if query.resource_type == "Immunization" else "code"
+    return any(c.get("code") in wanted for c in codings(resource.get(field)))
+
+
+def answer(query: Query, resources: list[dict[str, Any]]) -> dict[str, Any]:
+    """A searchset as a conformant server answers ``query``: a window key sorted newest
+    first and cut to its page, with the total of every match."""
+    found = [r for r in resources if matches(query, r)]
+    if query.window is None:
+        return searchset(found)
+    found.sort(key=lambda r: clinical_date(r) or date.min, reverse=True)
+    bundle = searchset(found[: query.window.newest])
+    bundle["total"] = len(found)
+    return bundle
 
 
 def prefetch_for(bundle: dict[str, Any], keys: list[str] | tuple[str, ...]) -> dict[str, Any]:
@@ -53,11 +74,11 @@ def prefetch_for(bundle: dict[str, Any], keys: list[str] | tuple[str, ...]) -> d
     prefetch: dict[str, Any] = {}
     for key in keys:
         query = QUERIES[key]
-        found = [r for r in resources if matches(query, r)]
         if query.resource_type == "Patient":
+            found = [r for r in resources if matches(query, r)]
             prefetch[key] = found[0] if found else None
         else:
-            prefetch[key] = searchset(found)
+            prefetch[key] = answer(query, resources)
     return prefetch
 
 
