@@ -43,6 +43,7 @@ Rule = Callable[[Context], Recommendation | None]
 # Order hooks judge the orders under review: the selected ones, or all drafts when signing.
 ORDER_RULES: tuple[Rule, ...] = (
     a1pi_orders.augmentation_order,
+    a1pi_orders.duplicate_order,
     a1pi_dose.draft_dose_check,
     ig_orders.immunoglobulin_order,
 )

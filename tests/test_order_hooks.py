@@ -207,3 +207,65 @@ def test_per_kg_draft_off_label_without_a_weight_still_gets_a_dose_card(client):
     assert "suggestions" not in card
     assert "a recent body weight" in card["detail"]
 
+
+# --- duplicate A1PI therapy (issue 23): two drafts, or a draft beside an active order ------
+
+SUPPORTED = "order-sign-seed-000-prolastin-supported"
+
+
+def _second_a1pi(request: dict[str, Any], rid: str, status: str) -> dict[str, Any]:
+    """A Glassia order beside the Prolastin-C draft, coded by its 11-digit NDC only."""
+    draft = request["context"]["draftOrders"]["entry"][0]["resource"]
+    other = copy.deepcopy(draft) | {"id": rid, "status": status}
+    other["medicationCodeableConcept"] = {
+        "coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": "00944288401"}]
+    }
+    return other
+
+
+def test_two_a1pi_drafts_signed_together_are_duplicate_therapy(client):
+    request = load_request(SUPPORTED)
+    second = _second_a1pi(request, "draft-glassia", "draft")
+    request["context"]["draftOrders"]["entry"].append({"resource": second})
+    card = cards_for(client, request)["augmentation-dose-check"]
+    assert card["indicator"] == "warning"
+    assert card["summary"].startswith("Duplicate A1PI: 2 orders")
+    [suggestion] = card["suggestions"]
+    [action] = suggestion["actions"]
+    assert (action["type"], action["resourceId"]) == ("delete", "MedicationRequest/draft-glassia")
+
+
+def test_a_draft_beside_an_active_a1pi_order_is_duplicate_therapy(client):
+    request = load_request(SUPPORTED)
+    active = _second_a1pi(request, "active-glassia", "active")
+    orders = request["prefetch"]["medicationRequests"]
+    orders["entry"].append({"resource": active})
+    orders["total"] = len(orders["entry"])
+    cards = cards_for(client, request)
+    card = cards["augmentation-dose-check"]
+    assert "augmentation-candidate" not in cards  # never "supported" beside a duplicate
+    [action] = card["suggestions"][0]["actions"]
+    assert action["resourceId"] == "MedicationRequest/draft-prolastin"
+
+
+def test_near_miss_a_draft_beside_recent_infusions_is_a_renewal_not_a_duplicate(client):
+    request = load_request(SUPPORTED)
+    infusion = {
+        "resourceType": "MedicationAdministration",
+        "id": "infusion-1",
+        "status": "completed",
+        "subject": {"reference": "Patient/seed-000"},
+        "effectiveDateTime": "2026-11-14T10:00:00Z",
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": "13533070501"}]
+        },
+    }
+    request["prefetch"]["medicationAdministrations"] = searchset([infusion])
+    cards = cards_for(client, request)
+    assert "augmentation-dose-check" not in cards
+    assert "augmentation-candidate" in cards
+
+
+def test_near_miss_one_draft_is_not_a_duplicate(client):
+    cards = cards_for(client, load_request(SUPPORTED))
+    assert set(cards) == {"augmentation-candidate"}

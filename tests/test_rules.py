@@ -78,13 +78,26 @@ def test_order_card_never_contradicts_patient_view(fixture):
     if plain.deceased:
         assert not order_cards  # nothing patient-directed after death
         return
-    assert len(a1pi) == 1, "an A1PI draft always gets its medical-necessity card"
-    conclusion = a1pi[0].necessity.conclusion
+    # A draft beside an active A1PI order also gets the duplicate-therapy card (issue 23),
+    # unless a refusal already says to remove the order.
+    duplicate = [r for r in a1pi if r.summary.startswith("Duplicate A1PI")]
+    assert not duplicate or _ordered(plain)
+    verdict = [r for r in a1pi if r not in duplicate] or duplicate
+    assert len(verdict) == 1, "an A1PI draft always gets its medical-necessity card"
+    conclusion = verdict[0].necessity.conclusion
+    if duplicate:
+        assert conclusion is not Conclusion.SUPPORTED, "never supported beside a duplicate"
+        return
     if verdicts:
-        assert conclusion in AGREES[verdicts[0]], (verdicts[0], conclusion, a1pi[0].summary)
+        assert conclusion in AGREES[verdicts[0]], (verdicts[0], conclusion, verdict[0].summary)
     elif not plain.orders_of("a1pi", "active"):
         # Silence at chart-open for a patient not on A1PI never meets a "supported" order.
-        assert conclusion is not Conclusion.SUPPORTED, a1pi[0].summary
+        assert conclusion is not Conclusion.SUPPORTED, verdict[0].summary
+
+
+def _ordered(facts) -> bool:
+    """An active A1PI MedicationRequest (an infusion or a statement is not an order)."""
+    return any(o.resource_type == "MedicationRequest" for o in facts.orders_of("a1pi", "active"))
 
 
 def test_stale_current_smoker_is_asked_again_in_both_hooks():

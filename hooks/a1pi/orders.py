@@ -90,12 +90,56 @@ def augmentation_order(ctx: Context) -> Recommendation | None:
         )
     if unknown:
         return _unknown(ctx, order, judged, unknown)
+    if _extra_orders(ctx):
+        return None  # indicated, but twice: ``duplicate_order`` says so, with the statement
     if judged[-1].not_met:
         # Indicated, but not as written: the dose card, carrying the statement.
         card = dose_card(ctx, order)
         necessity = Necessity(order.text, judged, Conclusion.NOT_SUPPORTED)
         return replace(card, necessity=necessity)
     return _verdict(ctx, order, judged, Conclusion.SUPPORTED, "augmentation-candidate", "supported")
+
+
+def _a1pi_orders(ctx: Context) -> list[MedicationOrder]:
+    """Every A1PI order, drafts first, then active MedicationRequests. An infusion record or
+    a statement is therapy given, not an order: a new order beside one is how a lapsed
+    prescription is renewed, so neither counts here."""
+    drafts = ctx.facts.orders_of("a1pi", "draft")
+    active = [
+        o for o in ctx.facts.orders_of("a1pi", "active") if o.resource_type == "MedicationRequest"
+    ]
+    return [*drafts, *active]
+
+
+def _extra_orders(ctx: Context) -> list[MedicationOrder]:
+    """The A1PI orders beyond the first, when a draft is among them (duplicate therapy)."""
+    orders = _a1pi_orders(ctx)
+    return orders[1:] if orders and orders[0].state == "draft" else []
+
+
+def duplicate_order(ctx: Context) -> Recommendation | None:
+    """When: a second A1PI draft, or a draft beside an active A1PI order (FDA labels: one
+    product at the labelled dose once weekly; two orders double it). Then: not supported as
+    duplicate therapy, suggesting the removal of each extra draft under review: beside an
+    active order the draft itself, else every draft but the first. Shown beside a refusal
+    or a specialist review, never beside "supported" (``augmentation_order`` yields)."""
+    reviewed = ctx.facts.orders_under_review("a1pi")
+    if not reviewed or not _extra_orders(ctx):
+        return None
+    order, orders = reviewed[0], _a1pi_orders(ctx)
+    on_therapy = any(o.state == "active" for o in orders)
+    extra = [o for o in reviewed if on_therapy or o is not orders[0]]
+    judged = (*ctx.a1pi, dose(order))
+    return Recommendation(
+        topic="augmentation-dose-check",
+        summary=WORDS("orders.duplicate.summary", count=len(orders)),
+        advice=WORDS("orders.duplicate.advice"),
+        evidence=statements(LABELS),
+        reasons=tuple(order_reason(o) for o in orders),
+        actions=tuple(a for o in extra for a in actions.remove_draft(o)),
+        indicator="warning",
+        necessity=Necessity(order.text, judged, Conclusion.NOT_SUPPORTED),
+    )
 
 
 def _unknown(
