@@ -112,6 +112,16 @@ class Genotype:
     def abnormal_allele(self) -> bool:
         return any(allele != "M" for allele in self.alleles)
 
+    @property
+    def preliminary(self) -> bool:
+        """Resting on a result the lab has not finalised (Observation.status preliminary)."""
+        return any(source.status == "preliminary" for source in self.sources)
+
+    @property
+    def amended(self) -> bool:
+        """Resting on a result the lab changed after it was final (amended, corrected)."""
+        return any(source.status in ("amended", "corrected") for source in self.sources)
+
 
 @dataclass(frozen=True, slots=True)
 class Discordance:

@@ -485,9 +485,37 @@ def _anti_iga(
     facts.anti_iga.append(CodedFinding("anti_iga", text, positive, source))
 
 
+def _panel(
+    concept: str, resource: Json, source: Source, facts: PatientFacts, alleles: AlleleEvidence
+) -> None:
+    """A PFT panel Observation: each component coded as a result we read (FEV1, % predicted,
+    FEV1/FVC...) is read by that result's own reader, as if it stood alone, with the
+    panel's date, status, method and source. Components of other codes (FVC, DLCO, z-scores)
+    carry nothing the rules read."""
+    shared = {k: v for k, v in resource.items() if k not in PANEL_OWN}
+    for component in as_list(resource.get("component")):
+        component = as_dict(component)
+        for name in terminology.observations().concepts_named_by(component.get("code")):
+            if name in PANEL_READS:
+                part = shared | {k: v for k, v in component.items() if k in PANEL_PARTS}
+                READERS[name](name, part, source, facts, alleles)
+
+
+# What a component brings of its own, and what it takes from its panel.
+PANEL_OWN = frozenset(
+    {"code", "component", "valueQuantity", "valueString", "interpretation", "referenceRange"}
+)
+PANEL_PARTS = frozenset({"code", "valueQuantity", "interpretation", "referenceRange"})
+
+
 def concept_code(concept: str) -> str:
     return terminology.observations().concepts[concept].codes[0].code
 
+
+# The results a panel's components are read as (spirometry: clinical-knowledge.md 4.1).
+PANEL_READS = frozenset(
+    {"fev1", "fev1_post_bd", "fev1_pre_bd", "fev1_percent_predicted", "fev1_predicted", "fev1_fvc"}
+)
 
 READERS: dict[str, Reader] = {
     "aat_level": _aat_level,
@@ -500,6 +528,7 @@ READERS: dict[str, Reader] = {
     "fev1_pre_bd": _fev1_volume,
     "fev1_percent_predicted": _fev1_percent,
     "fev1_fvc": _fev1_fvc,
+    "spirometry_panel": _panel,
     "body_weight": _weight,
     "smoking_status": _smoking,
     "igg": _scaled(IG_TO_MG_DL, "mg/dL"),

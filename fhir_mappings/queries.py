@@ -75,25 +75,26 @@ class Query:
     window: Window | None = None
 
 
-# key, observations.json group, window (None: every result is needed).
-OBSERVATION_KEYS: tuple[tuple[str, str, Window | None], ...] = (
+# key, observations.json groups, window (None: every result is needed).
+OBSERVATION_KEYS: tuple[tuple[str, tuple[str, ...], Window | None], ...] = (
     # Every AAT result: the genotype is resolved from all allele results, discordance from
     # the level beside them. A patient has few.
-    ("aatResults", "aat", None),
+    ("aatResults", ("aat",), None),
     # FEV1 volumes and % predicted are written per spirometry session: the newest 100 hold
-    # the latest session and years of the FEV1 course.
-    ("spirometry", "spirometry", Window(100)),
+    # the latest session and years of the FEV1 course. A PFT panel carries them as
+    # components, so both spirometry keys ask for the panel too.
+    ("spirometry", ("spirometry", "spirometry_panel"), Window(100)),
     # Obstruction is read from the latest ratio, whenever it was measured: a key of its own,
     # so that newer FEV1 values never push it out.
-    ("fev1Fvc", "fev1_fvc", Window(20)),
+    ("fev1Fvc", ("fev1_fvc", "spirometry_panel"), Window(20)),
     # Dosing reads the latest weight; a weight is written at every visit.
-    ("bodyWeight", "weight", Window(20)),
-    ("smokingStatus", "smoking", Window(10)),
+    ("bodyWeight", ("weight",), Window(20)),
+    ("smokingStatus", ("smoking",), Window(10)),
     # The IgG before replacement began, IgA and anti-IgA of any date: every result.
-    ("immunology", "immunology", None),
+    ("immunology", ("immunology",), None),
     # Liver monitoring reads the latest test of each kind and whether one is within a year:
     # the newest 100 must reach back a year (clinical-knowledge.md 2.9, annual LFTs).
-    ("liverTests", "liver", Window(100, covers_days=365)),
+    ("liverTests", ("liver",), Window(100, covers_days=365)),
 )
 # Therapy given (an infusion centre's record) counts while recent: the newest 100 must reach
 # back over the longest recent window of medications.json (``administration_recent_days``).
@@ -133,8 +134,9 @@ def _page(window: Window | None) -> str:
 def _observations() -> list[Query]:
     values = terminology.observations()
     queries = []
-    for key, group, window in OBSERVATION_KEYS:
-        codes = "code=" + _coded(values.codes(*values.names_in_group(group)))
+    for key, groups, window in OBSERVATION_KEYS:
+        names = [name for group in groups for name in values.names_in_group(group)]
+        codes = "code=" + _coded(values.codes(*names))
         queries.append(
             Query(key, "Observation", _search("Observation", codes, _page(window)), window)
         )

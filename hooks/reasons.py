@@ -18,6 +18,13 @@ def genotype_reason(facts: PatientFacts) -> Reason | None:
         return Reason(FACTS("level_only", text=genotype.text), genotype.sources[0])
     kind = FACTS(f"genotype_kind.{genotype.basis}")
     text = FACTS("genotype", label=genotype.label, kind=kind, severity=genotype.severity)
+    text += (
+        FACTS("preliminary")
+        if genotype.preliminary
+        else FACTS("amended")
+        if genotype.amended
+        else ""
+    )
     return Reason(text, genotype.sources[0])
 
 

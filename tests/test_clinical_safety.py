@@ -343,3 +343,35 @@ def test_the_candidate_card_pre_selects_no_a1pi_product(client):
     ]
     assert len(products) == 4
     assert not any(s["isRecommended"] for s in products)
+
+
+# --- result status: preliminary and amended results are used and said (issue 23) --------
+
+
+def _candidate_card(client, fixture: str) -> dict:
+    request = hook_request(load_bundle(fixture))
+    response = client.post("/cds-services/aatd-patient-view", json=request)
+    [card] = [c for c in response.json["cards"] if c["source"]["topic"]["code"] == CANDIDATE]
+    return card
+
+
+def _orders(card: dict) -> list[dict]:
+    return [
+        s
+        for s in card.get("suggestions", [])
+        if s["actions"][0].get("resource", {}).get("resourceType") == "MedicationRequest"
+    ]
+
+
+def test_a_preliminary_genotype_is_said_and_starts_nothing(client):
+    card = _candidate_card(client, "safety-genotype-preliminary")
+    assert "preliminary" in card["summary"]
+    assert "(preliminary)" in card["detail"]
+    assert _orders(card) == []
+
+
+def test_near_miss_an_amended_genotype_is_final_and_said(client):
+    card = _candidate_card(client, "safety-genotype-amended")
+    assert card["summary"].startswith("Start A1PI augmentation")
+    assert "(amended)" in card["detail"]
+    assert len(_orders(card)) == 4

@@ -160,6 +160,16 @@ TABLE: dict[str, tuple[dict[str, str], set[str]]] = {
         {"immunoglobulin-replacement-not-indicated"},
     ),
     "safety-igg-snomed-one-pneumonia": ({}, {"immunoglobulin-replacement-indicated"}),
+    "safety-spirometry-panel": (
+        {"augmentation-candidate": "info"},
+        {"augmentation-workup-incomplete", "spirometry-due"},
+    ),
+    "safety-spirometry-panel-fvc-only": (
+        {"augmentation-workup-incomplete": "info"},
+        {"augmentation-candidate"},
+    ),
+    "safety-genotype-preliminary": ({"augmentation-candidate": "info"}, set()),
+    "safety-genotype-amended": ({"augmentation-candidate": "info"}, set()),
     "safety-long-record": (
         {
             "augmentation-candidate": "info",

@@ -340,7 +340,9 @@ def _above_window(ctx: Context, base: tuple[Reason, ...]) -> Recommendation:
 
 def _candidate(ctx: Context, base: tuple[Reason, ...]) -> Recommendation:
     """When: every criterion is met. Then: start (or, above the recommended FEV1, discuss)
-    at the labelled dose from the latest weight."""
+    at the labelled dose from the latest weight; on a preliminary allele result, confirm
+    the final result first (DESIGN: a preliminary result is said, and never starts therapy
+    with one click)."""
     facts, policy, c = ctx.facts, ctx.policy, ctx.a1pi
     weight = a.recent_weight(facts, policy)
     dose_mg = labelled_dose_mg(facts, policy)
@@ -355,16 +357,19 @@ def _candidate(ctx: Context, base: tuple[Reason, ...]) -> Recommendation:
         "limit": window.recommend_max,
     }
     checks, check_actions = _before_first_dose(ctx)
-    # "Discuss" is settled by the AATD specialist, never by a pre-selected infusion order.
+    # A preliminary allele result is confirmed before anything is started.
+    confirm = facts.genotype is not None and facts.genotype.preliminary
+    # "Discuss" and "confirm" are settled by the specialist or the final result, never by a
+    # pre-selected infusion order.
     found: tuple[SuggestedAction, ...] = (
         (actions.AATD_SPECIALIST,)
-        if discuss
+        if discuss or confirm
         else (*actions.prescribe_a1pi(dose_mg, weight.value), actions.AATD_SPECIALIST)
     )
     evidence = (A1F, CTS, LABELS) if policy.fev1_window == "a1f-2016" else (CTS, A1F, LABELS)
     return _card(
         "augmentation-candidate",
-        "discuss" if discuss else "candidate",
+        "confirm" if confirm else "discuss" if discuss else "candidate",
         evidence,
         values=values,
         reasons=reasons(
