@@ -208,6 +208,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(result.response, indent=2, ensure_ascii=False))
     else:
         print(format_cards(result.response["cards"]))
+        for note in result.unread_notes:  # said where the integrator looks first
+            print(f"could not be read: {note}")
     return 0
 
 

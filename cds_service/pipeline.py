@@ -26,6 +26,10 @@ class Evaluation:
     response: dict[str, Any]
     topics: list[str]
     timings: dict[str, float] = field(default_factory=dict)
+    # Records on the chart that could not be read: concept -> how many (no values: this
+    # goes to the log line), and the notes themselves for the command line.
+    unread: dict[str, int] = field(default_factory=dict)
+    unread_notes: list[str] = field(default_factory=list)
 
 
 def evaluate(
@@ -53,7 +57,9 @@ def evaluate(
     started = time.perf_counter()
     response = render_response(recommendations, patient_id, _by_reference(resources), app_url)
     timings["render"] = elapsed_ms(started)
-    return Evaluation(response, [r.topic for r in recommendations], timings)
+    unread = {concept: len(notes) for concept, notes in sorted(facts.unreadable.items())}
+    notes = [note.text for found in facts.unreadable.values() for note in found]
+    return Evaluation(response, [r.topic for r in recommendations], timings, unread, notes)
 
 
 def today() -> date:

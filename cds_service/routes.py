@@ -93,6 +93,8 @@ def invoke(service_id: str) -> Response:
         hookInstance=body["hookInstance"],
         status=200,
         topics=result.topics,
+        # Records that could not be read, by concept name and count: never their values.
+        unread=result.unread,
         fetched=gathered.fetched,
         resources=len(gathered.resources),
         ms=elapsed_ms(started),

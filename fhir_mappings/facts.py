@@ -63,6 +63,8 @@ class Measurement:
     post_bronchodilator: bool | None = None
     # The lab's own verdict: interpretation L/LL, or below its reference range; None if silent.
     below_range: bool | None = None
+    # Likewise above: interpretation H/HH/HU, or above its reference range; None if silent.
+    above_range: bool | None = None
     # "<", "<=", ">" or ">=" when the lab reported a bound rather than a value.
     comparator: str | None = None
     # How the value was obtained when not read directly (e.g. computed from two results).
@@ -175,10 +177,15 @@ class Immunization:
 
 @dataclass(frozen=True, slots=True)
 class DataNote:
-    """A data-quality note: something skipped, doubtful, stale or incomplete, and why."""
+    """A data-quality note: something skipped, doubtful, stale or incomplete, and why.
+
+    ``concept``: what the note is about ("body_weight", "spirometry", "genotype"...) when it
+    says a record of that concept could not be read, so that no rule takes the concept as
+    absent (``PatientFacts.cannot_read``); None for a note that withholds nothing."""
 
     text: str
     source: Source | None = None
+    concept: str | None = None
 
 
 @dataclass(slots=True)
@@ -203,9 +210,9 @@ class PatientFacts:
     immunizations: dict[str, list[Immunization]] = field(default_factory=dict)
     notes: list[DataNote] = field(default_factory=list)
     incomplete: frozenset[str] = frozenset()
-    # Results on record that could not be interpreted, by concept ("anti_iga", "genotype",
-    # "aat_level"): no rule may treat such a concept as absent or negative.
-    unreadable: dict[str, list[Source]] = field(default_factory=dict)
+    # Records on record that could not be read, by concept ("body_weight", "spirometry",
+    # "genotype"...), newest first: no rule may treat such a concept as absent or negative.
+    unreadable: dict[str, list[DataNote]] = field(default_factory=dict)
     # An AAT result with only the lab's verdict (e.g. "Low", interpretation L), no number.
     aat_flagged_low: Source | None = None
     # Patient.deceased[x]: "deceased" or "deceased on <date>"; None when alive or not said.
@@ -254,7 +261,16 @@ class PatientFacts:
 
     @property
     def liver_disease(self) -> bool:
-        return self.has_condition("chronic_liver_disease")
+        return self.liver_finding() is not None
+
+    def liver_finding(self) -> CodedFinding | None:
+        """The gravest liver disease on record, active: hepatocellular carcinoma, then
+        decompensation (hepatic failure, encephalopathy), then chronic disease or cirrhosis."""
+        for concept in ("hepatocellular_carcinoma", "end_stage_liver", "chronic_liver_disease"):
+            found = self.active_condition(concept)
+            if found is not None:
+                return found
+        return None
 
     def serious_infections(self, days: int = 365) -> list[CodedFinding]:
         """Infection episodes (one per Condition) with onset within ``days``."""
@@ -272,14 +288,28 @@ class PatientFacts:
         return [o for o in self.orders if o.product == product and o.under_review]
 
     def cannot_read(self, concept: str, source: Source, note: str) -> None:
-        """A result the record holds but the service cannot interpret: noted, and kept
-        so that no rule concludes the concept is absent or negative."""
-        self.unreadable.setdefault(concept, []).append(source)
-        self.notes.append(DataNote(note, source))
+        """A record the chart holds but the service cannot interpret: the one way every
+        reader says so. Noted, and kept by concept so that no rule concludes the concept
+        is absent or negative (hooks read it through ``unread``)."""
+        data_note = DataNote(note, source, concept)
+        self.unreadable.setdefault(concept, []).append(data_note)
+        self.notes.append(data_note)
+
+    def unread(self, concept: str, since: date | None = None) -> DataNote | None:
+        """The newest record of ``concept`` that could not be read (dated on or after
+        ``since``, when given; an undated one always counts), or None."""
+        found = [n for n in self.unreadable.get(concept, []) if _on_or_after(n, since)]
+        found.sort(key=lambda n: (n.source and n.source.date) or date.max, reverse=True)
+        return found[0] if found else None
 
     def complete(self, *resource_types: str) -> bool:
         """True when none of these resource types may have been cut short while gathering."""
         return not self.incomplete.intersection(resource_types)
+
+
+def _on_or_after(note: DataNote, since: date | None) -> bool:
+    when = note.source.date if note.source else None
+    return since is None or when is None or when >= since
 
 
 def _below(value: float, comparator: str | None, threshold: float) -> bool | None:

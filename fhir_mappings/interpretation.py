@@ -123,22 +123,33 @@ SPIROMETRY = ("fev1_percent_predicted", "fev1_fvc", "fev1_volume")
 def choose_spirometry(facts: PatientFacts) -> None:
     """One rule for the value of a spirometry session (one day): when the session has a
     post-bronchodilator result, its pre-bronchodilator and unstated results are not used
-    (post-bronchodilator values decide obstruction and eligibility)."""
+    (post-bronchodilator values decide obstruction and eligibility). A result of the
+    session that could not be read may be that post-bronchodilator value, so it withholds
+    them too: they never stand in for what could not be read."""
     for concept in SPIROMETRY:
         values = facts.measurements.get(concept)
         if not values:
             continue
-        post_days = {m.source.date for m in values if m.post_bronchodilator}
+        unread = {n.source.date for n in facts.unreadable.get(UNREAD_KEY[concept], []) if n.source}
+        post_days = {m.source.date for m in values if m.post_bronchodilator} | unread
         kept = [m for m in values if m.post_bronchodilator or m.source.date not in post_days]
         dropped = len(values) - len(kept)
         if dropped:
             facts.notes.append(
                 DataNote(
                     f"{dropped} {concept.replace('_', ' ')} result(s) not used: the same "
-                    "session has a post-bronchodilator value"
+                    "session has a post-bronchodilator value, or one that could not be read"
                 )
             )
         facts.measurements[concept] = kept
+
+
+# Where a spirometry concept's unreadable records are kept (observations.py SPIROMETRY).
+UNREAD_KEY = {
+    "fev1_percent_predicted": "spirometry",
+    "fev1_volume": "spirometry",
+    "fev1_fvc": "fev1_fvc",
+}
 
 
 def derive_fev1_percent(facts: PatientFacts) -> None:

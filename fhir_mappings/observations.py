@@ -26,6 +26,9 @@ from .facts import (
 from .fhirjson import NUMBER, Json, as_dict, as_list, codings, concept_text
 
 PRELIMINARY = frozenset({"preliminary"})
+# The key FEV1 volumes, % predicted and predicted litres share when one cannot be read: the
+# FEV1 criterion reads any of them.
+SPIROMETRY = "spirometry"
 SERPINA1_HGNC = "HGNC:8941"
 GENE_STUDIED = "48018-6"
 DNA_CHANGE = "48004-6"
@@ -163,10 +166,10 @@ def _aat_level(
     try:
         umol, mg_dl, note = aat.aat_in_both_units(value, unit)
     except aat.UnitError as problem:
-        facts.notes.append(DataNote(str(problem), source))
+        facts.cannot_read("aat_level", source, str(problem))
         return
     if umol < 0:
-        facts.notes.append(DataNote(f"AAT {value} {unit} is implausible; not used", source))
+        facts.cannot_read("aat_level", source, f"AAT {value} {unit} is implausible; not used")
         return
     if note:
         facts.notes.append(DataNote(note, source))
@@ -264,8 +267,19 @@ def _measure(
 ) -> None:
     preliminary = _preliminary(resource, source, facts, concept.replace("_", " "))
     below, comparator = _below_range(resource), _comparator(resource)
+    above = _high(resource)
     facts.measurements.setdefault(concept, []).append(
-        Measurement(concept, value, unit, source, preliminary, post_bd, below, comparator)
+        Measurement(
+            concept,
+            value,
+            unit,
+            source,
+            preliminary,
+            post_bd,
+            below_range=below,
+            above_range=above,
+            comparator=comparator,
+        )
     )
 
 
@@ -287,12 +301,33 @@ def _below_range(resource: Json) -> bool | None:
     return False if codes else None
 
 
+HIGH_INTERPRETATIONS = frozenset({"H", "HH", "HU"})
+
+
+def _high(resource: Json) -> bool | None:
+    """The lab's own high flag, from the interpretation code or the reference range."""
+    if "interpretation" not in resource and "referenceRange" not in resource:
+        return None
+    if _interpretations(resource) & HIGH_INTERPRETATIONS:
+        return True
+    return _above_range(resource)
+
+
 def _plausible(kind: str, value: float, label: str, source: Source, facts: PatientFacts) -> bool:
     low, high = PLAUSIBLE[kind]
     if low <= value <= high:
         return True
-    facts.notes.append(DataNote(f"{label} {value:g} is implausible; not used", source))
+    concept = "fev1_fvc" if kind == "fev1_fvc" else SPIROMETRY
+    facts.cannot_read(concept, source, f"{label} {value:g} is implausible; not used")
     return False
+
+
+def _no_value(concept: str, resource: Json, source: Source, facts: PatientFacts) -> None:
+    """A result without a number: pending when registered (ordered, not yet resulted),
+    otherwise on record but not readable ("see report", a value in text)."""
+    if resource.get("status") != "registered":
+        what = concept.replace("_", " ")
+        facts.cannot_read(concept, source, f"{what} without a numeric value could not be read")
 
 
 def _bronchodilator(concept: str, resource: Json) -> bool | None:
@@ -315,20 +350,20 @@ def _fev1_volume(
 ) -> None:
     value, unit = _quantity(resource)
     if value is None:
+        _no_value(SPIROMETRY, resource, source, facts)
         return
     if unit == "%":
-        facts.notes.append(
-            DataNote(
-                f"FEV1 {value:g} % is coded as a volume ({concept_code(concept)}); probably "
-                "% predicted (20152-5) mis-coded; not used",
-                source,
-            )
+        facts.cannot_read(
+            SPIROMETRY,
+            source,
+            f"FEV1 {value:g} % is coded as a volume ({concept_code(concept)}); probably "
+            "% predicted (20152-5) mis-coded; not used",
         )
         return
     litres = value / 1000 if unit == "mL" else value if unit == "L" else None
     if litres is None:
-        facts.notes.append(
-            DataNote(f"FEV1 {value:g} has an unknown unit ({unit}); not used", source)
+        facts.cannot_read(
+            SPIROMETRY, source, f"FEV1 {value:g} has an unknown unit ({unit}); not used"
         )
         return
     if _plausible("fev1_volume", litres, "FEV1 (L)", source, facts):
@@ -346,7 +381,7 @@ def _fev1_predicted(
         None if value is None else value / 1000 if unit == "mL" else value if unit == "L" else None
     )
     if litres is None:
-        facts.notes.append(DataNote(f"FEV1 predicted {value} {unit} cannot be read", source))
+        facts.cannot_read(SPIROMETRY, source, f"FEV1 predicted {value} {unit} cannot be read")
         return
     if _plausible("fev1_volume", litres, "FEV1 predicted (L)", source, facts):
         _measure(facts, concept, litres, "L", resource, source)
@@ -357,18 +392,18 @@ def _fev1_percent(
 ) -> None:
     value, unit = _quantity(resource)
     if value is None:
+        _no_value(SPIROMETRY, resource, source, facts)
         return
     if unit in ("L", "mL"):
-        facts.notes.append(
-            DataNote(
-                f"a volume ({value:g} {unit}) is coded as FEV1 % predicted (20152-5); not used",
-                source,
-            )
+        facts.cannot_read(
+            SPIROMETRY,
+            source,
+            f"a volume ({value:g} {unit}) is coded as FEV1 % predicted (20152-5); not used",
         )
         return
     if unit not in ("%", None):
-        facts.notes.append(
-            DataNote(f"FEV1 % predicted has an unknown unit ({unit}); not used", source)
+        facts.cannot_read(
+            SPIROMETRY, source, f"FEV1 % predicted has an unknown unit ({unit}); not used"
         )
         return
     if _plausible("fev1_percent_predicted", value, "FEV1 % predicted", source, facts):
@@ -380,7 +415,7 @@ def _fev1_fvc(
 ) -> None:
     value, unit = _quantity(resource)
     if value is None:
-        facts.notes.append(DataNote("FEV1/FVC without a numeric value; not used", source))
+        _no_value("fev1_fvc", resource, source, facts)
         return
     ratio = value / 100 if unit == "%" or value > FEV1_FVC_PERCENT_CUTOFF else value
     if _plausible("fev1_fvc", ratio, "FEV1/FVC", source, facts):
@@ -394,8 +429,11 @@ def _weight(
     factor = {"kg": 1.0, "[lb_av]": LB_TO_KG, "lb": LB_TO_KG, "lbs": LB_TO_KG, "g": 0.001}.get(
         unit or ""
     )
+    if value is None and resource.get("status") == "registered":
+        return
     if value is None or factor is None or value <= 0:
-        facts.notes.append(DataNote(f"body weight {value} {unit} cannot be read; not used", source))
+        note = f"body weight {value} {unit} cannot be read; not used"
+        facts.cannot_read("body_weight", source, note)
         return
     _measure(facts, concept, value * factor, "kg", resource, source)
 
@@ -406,13 +444,11 @@ def _scaled(table: Mapping[str, float], target: str) -> Reader:
     ) -> None:
         value, unit = _quantity(resource)
         if value is None:
+            _no_value(concept, resource, source, facts)
             return
         if unit is None or unit not in table:
-            facts.notes.append(
-                DataNote(
-                    f"{concept.upper()} {value:g} has an unknown unit ({unit}); not used", source
-                )
-            )
+            note = f"{concept.upper()} {value:g} has an unknown unit ({unit}); not used"
+            facts.cannot_read(concept, source, note)
             return
         _measure(facts, concept, value * table[unit], target, resource, source)
 
@@ -423,8 +459,10 @@ def _as_reported(
     concept: str, resource: Json, source: Source, facts: PatientFacts, _: AlleleEvidence
 ) -> None:
     value, unit = _quantity(resource)
-    if value is not None:
-        _measure(facts, concept, value, unit or "", resource, source)
+    if value is None:
+        _no_value(concept, resource, source, facts)
+        return
+    _measure(facts, concept, value, unit or "", resource, source)
 
 
 @cache
@@ -445,7 +483,8 @@ def _smoking(
         None,
     )
     if status is None:
-        facts.notes.append(DataNote("smoking status answer is not a known code; not used", source))
+        note = "smoking status answer is not a known code; not used"
+        facts.cannot_read("smoking_status", source, note)
         return
     candidate = SmokingStatus(status, concept_text(answer) or status, source)
     if facts.smoking is None or (source.date or date.min) > (facts.smoking.source.date or date.min):

@@ -35,11 +35,15 @@ SPIROMETRY = _service("spirometry")
 GENETIC_COUNSELLING = _service("genetic_counselling", "referral")
 SMOKING_CESSATION = _service("smoking_cessation", "referral")
 # One orderable per resource: the liver tests by LOINC, imaging and elastography apart.
-LIVER_WORKUP: tuple[OrderTest | OrderService, ...] = (
-    *(_test(concept, concept) for concept in ("alt", "ast", "ggt", "bilirubin")),
+LIVER_IMAGING: tuple[OrderTest | OrderService, ...] = (
     _service("liver_ultrasound"),
     _service("liver_elastography"),
 )
+LIVER_WORKUP: tuple[OrderTest | OrderService, ...] = (
+    *(_test(concept, concept) for concept in ("alt", "ast", "ggt", "bilirubin")),
+    *LIVER_IMAGING,
+)
+HEPATOLOGY = _service("hepatology", "referral")
 ANTI_IGA_TEST = _service("anti_iga")
 WEIGHT = _service("weight")
 SEQUENCING = _service("sequencing")

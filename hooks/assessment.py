@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
 
-from fhir_mappings import CodedFinding, Measurement, MedicationOrder, PatientFacts
+from fhir_mappings import CodedFinding, Measurement, MedicationOrder, PatientFacts, SmokingStatus
 from fhir_mappings.aat import constants
 
 from .knowledge import thresholds
@@ -35,6 +35,13 @@ def has_aatd(facts: PatientFacts) -> bool:
 def abnormal_allele(facts: PatientFacts) -> bool:
     genotype = facts.genotype
     return genotype is not None and genotype.basis != "level" and genotype.abnormal_allele
+
+
+def who(facts: PatientFacts, aatd: str) -> str:
+    """How a card names the patient's AAT status: the alleles when known (PI*MZ is a
+    carrier state, never called AATD), else ``aatd`` (AATD coded, or a level only)."""
+    genotype = facts.genotype
+    return f"PI*{genotype.label}" if genotype and genotype.alleles else aatd
 
 
 def is_adult(facts: PatientFacts) -> bool | None:
@@ -121,6 +128,8 @@ class SmokingState(StrEnum):
 class Smoking:
     state: SmokingState
     reason: Reason
+    # The unknown rests on a status on record that could not be read (not on none).
+    unreadable: bool = False
 
 
 def smoking_state(facts: PatientFacts, policy: Policy) -> Smoking:
@@ -130,6 +139,9 @@ def smoking_state(facts: PatientFacts, policy: Policy) -> Smoking:
     stopped: the status must be asked again (every rule that reads smoking uses this).
     """
     smoking, days = facts.smoking, policy.lookbacks.smoking
+    unread = _unread_smoking(facts, smoking)
+    if unread is not None:
+        return Smoking(SmokingState.UNKNOWN, unread, unreadable=True)
     if smoking is None:
         return Smoking(SmokingState.UNKNOWN, Reason(FACTS("smoking_none")))
     if smoking.status == "unknown":
@@ -141,6 +153,18 @@ def smoking_state(facts: PatientFacts, policy: Policy) -> Smoking:
     state = SmokingState.CURRENT if smoking.status == "current" else SmokingState.NOT_CURRENT
     text = FACTS("smoking_current", status=smoking.status, text=smoking.text)
     return Smoking(state, Reason(text, smoking.source))
+
+
+def _unread_smoking(facts: PatientFacts, smoking: SmokingStatus | None) -> Reason | None:
+    """A status on record that could not be read counts when none could be read, or when
+    it is the newer one (the status may have changed since)."""
+    note = facts.unread("smoking_status")
+    if note is None or note.source is None:
+        return None
+    when, read = note.source.date, smoking.source.date if smoking else None
+    if smoking is None or when is None or (read is not None and when > read):
+        return Reason(FACTS("unreadable", why=note.text), note.source)
+    return None
 
 
 # --- IgA and the label contraindications (A1PI and immune globulin) -----------------------
@@ -181,7 +205,8 @@ def anti_iga_unknown(facts: PatientFacts) -> Reason | None:
     unreadable = facts.unreadable.get("anti_iga")
     if deficient and not positive:
         if unreadable:
-            return Reason(FACTS("anti_iga_unreadable", fact=deficient.text), unreadable[0])
+            text = FACTS("anti_iga_unreadable", fact=deficient.text)
+            return Reason(text, unreadable[0].source)
         if not facts.anti_iga:
             return deficient
     if positive and not deficient and facts.latest("iga") is None:

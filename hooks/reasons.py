@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fhir_mappings import AatLevel, CodedFinding, Measurement, MedicationOrder, PatientFacts
 
 from .knowledge import Words
 from .recommendation import Reason
 
 FACTS = Words("hooks", "words", "facts.json")
+
+
+def unread_reason(facts: PatientFacts, concept: str, days: int | None = None) -> Reason | None:
+    """The one rule for data that cannot be read: a record of ``concept`` on the chart that
+    the service could not interpret (within ``days``, when a lookback applies) is said,
+    with what was wrong, and stands where "none on record" would otherwise be written."""
+    since = facts.as_of - timedelta(days=days) if days else None
+    note = facts.unread(concept, since)
+    if note is None:
+        return None
+    return Reason(FACTS("unreadable", why=note.text), note.source)
 
 
 def genotype_reason(facts: PatientFacts) -> Reason | None:

@@ -32,11 +32,9 @@ def smoking_cessation(ctx: Context) -> Recommendation | None:
     advice = WORDS("cessation.advice")
     if a.severity(facts) == a.SEVERE:
         advice += WORDS("cessation.advice_severe")
-    genotype = facts.genotype
-    label = f"PI*{genotype.label}" if genotype and genotype.alleles else WORDS("cessation.aatd")
     return Recommendation(
         topic="smoking-cessation",
-        summary=WORDS("cessation.summary", label=label),
+        summary=WORDS("cessation.summary", label=a.who(facts, WORDS("cessation.aatd"))),
         advice=advice,
         evidence=statements(CESSATION, "mz-copd-2014.smokers"),
         reasons=reasons(genotype_reason(facts), ctx.smoking.reason),
@@ -52,7 +50,7 @@ def smoking_status_unknown(ctx: Context) -> Recommendation | None:
     days = ctx.policy.lookbacks.smoking
     return Recommendation(
         topic="smoking-status-unknown",
-        summary=WORDS("unknown.summary"),
+        summary=WORDS("unknown.summary", label=a.who(ctx.facts, WORDS("cessation.aatd"))),
         advice=WORDS("unknown.advice"),
         evidence=statements("us-core-smoking.data-element", CESSATION),
         reasons=reasons(genotype_reason(ctx.facts), ctx.smoking.reason),

@@ -375,3 +375,43 @@ def test_near_miss_an_amended_genotype_is_final_and_said(client):
     assert card["summary"].startswith("Start A1PI augmentation")
     assert "(amended)" in card["detail"]
     assert len(_orders(card)) == 4
+
+
+# --- liver disease in AATD (issue 23) ------------------------------------------------------
+
+
+def _cards(client, fixture: str) -> dict[str, dict]:
+    request = hook_request(load_bundle(fixture))
+    found = {}
+    for card in client.post("/cds-services/aatd-patient-view", json=request).json["cards"]:
+        found[card["source"]["topic"]["code"]] = card
+        for item in card.get("extension", {}).get("urn:alpha1-cds:checklist", []):
+            found[item["topic"]] = card
+    return found
+
+
+def test_severe_aatd_with_cirrhosis_is_referred_to_hepatology(client):
+    card = _cards(client, "safety-zz-cirrhosis")["advanced-disease-referral"]
+    assert card["summary"].startswith("Severe AATD with cirrhosis")
+    assert "hepatology" in card["summary"]
+    assert "alcohol" in card["detail"]
+    assert "HCC surveillance" in card["detail"]
+    labels = {s["label"] for s in card["suggestions"]}
+    assert "Refer to hepatology" in labels
+
+
+def test_a_carrier_with_cirrhosis_is_never_called_aatd(client):
+    cards = _cards(client, "safety-mz-cirrhosis")
+    text = " ".join(f"{c['summary']} {c.get('detail', '')}" for c in cards.values())
+    assert "PI*MZ with liver findings" in text
+    assert "AATD with liver" not in text
+    assert "advanced-disease-referral" not in cards
+
+
+def test_a_raised_alt_asks_for_the_next_step_without_reordering_it(client):
+    card = _cards(client, "safety-zz-alt-high")["liver-monitoring"]
+    assert "PI*ZZ with liver findings" in card["detail"]
+    assert "last ALT 85" in card["detail"]
+    labels = {s["label"] for s in card["suggestions"]}
+    assert "Order ALT" not in labels
+    assert "Order abdominal ultrasound (liver)" in labels

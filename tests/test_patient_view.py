@@ -169,6 +169,14 @@ TABLE: dict[str, tuple[dict[str, str], set[str]]] = {
         {"augmentation-candidate"},
     ),
     "safety-genotype-preliminary": ({"augmentation-candidate": "info"}, set()),
+    "safety-zz-cirrhosis": (
+        {"advanced-disease-referral": "warning", "liver-monitoring": "info"},
+        set(),
+    ),
+    "safety-zz-hepatic-encephalopathy": ({"advanced-disease-referral": "warning"}, set()),
+    "safety-mz-cirrhosis": ({"liver-monitoring": "info"}, {"advanced-disease-referral"}),
+    "safety-zz-alt-high": ({"liver-monitoring": "info"}, set()),
+    "safety-zz-alt-normal": ({}, {"liver-monitoring"}),
     "safety-genotype-amended": ({"augmentation-candidate": "info"}, set()),
     "safety-long-record": (
         {

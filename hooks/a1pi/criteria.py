@@ -22,7 +22,14 @@ from .. import assessment as a
 from ..assessment import SmokingState
 from ..knowledge import Words, thresholds
 from ..policy import Policy
-from ..reasons import aat_reason, genotype_reason, reasons, spirometry_note, weight_reason
+from ..reasons import (
+    aat_reason,
+    genotype_reason,
+    reasons,
+    spirometry_note,
+    unread_reason,
+    weight_reason,
+)
 from ..recommendation import Judgement, Reason, Status
 
 WORDS = Words("hooks", "a1pi", "words.json")
@@ -67,7 +74,7 @@ class Kind(StrEnum):
     INFLAMMATORY_EPISODE = "acute rejection or infection after lung transplant"
     ANTI_IGA_UNKNOWN = "IgA deficient, anti-IgA not on record"
     LEVEL_ONLY = "a level but no allele result"
-    UNREADABLE = "an allele result that could not be read"
+    UNREADABLE = "a record that could not be read"
     NOT_WEEKLY = "not given once weekly"
 
 
@@ -120,7 +127,7 @@ def _deficiency(facts: PatientFacts) -> Judgement:
         return _judged(c, UNKNOWN, fact, Kind.DISCORDANT)
     basis = facts.genotype.basis if facts.genotype else None
     if facts.unreadable.get("genotype") and basis in (None, "level"):
-        fact = Reason(WORDS("facts.genotype_unreadable"), facts.unreadable["genotype"][0])
+        fact = Reason(WORDS("facts.genotype_unreadable"), facts.unreadable["genotype"][0].source)
         return _judged(c, UNKNOWN, fact, Kind.UNREADABLE)
     if severity == a.SEVERE and basis == "level":
         fact = Reason(WORDS("facts.level_only", fact=why.text), why.source)
@@ -157,6 +164,9 @@ def _obstruction(facts: PatientFacts) -> Judgement:
     against = a.no_obstruction(facts)
     if against:
         return _judged(c, NOT_MET, against)
+    unread = unread_reason(facts, "fev1_fvc")
+    if unread:
+        return _judged(c, UNKNOWN, unread, Kind.UNREADABLE)
     return _judged(c, UNKNOWN, Reason(WORDS("facts.no_obstruction_evidence")))
 
 
@@ -165,6 +175,9 @@ def _fev1(facts: PatientFacts, policy: Policy) -> Judgement:
     fev1 = a.recent_fev1(facts, policy)
     if fev1 is None:
         days = policy.lookbacks.spirometry
+        unread = unread_reason(facts, "spirometry", days)
+        if unread:
+            return _judged(c, UNKNOWN, unread, Kind.UNREADABLE)
         return _judged(c, UNKNOWN, Reason(WORDS("facts.no_fev1", days=days)))
     text = WORDS("facts.fev1", value=fev1.value, how=spirometry_note(fev1), window=window.label)
     if fev1.value < thresholds().fev1_advanced_disease_percent:
@@ -188,7 +201,8 @@ def _not_smoking(facts: PatientFacts, policy: Policy) -> Judgement:
         SmokingState.NOT_CURRENT: MET,
         SmokingState.UNKNOWN: UNKNOWN,
     }[smoking.state]
-    return _judged(A1pi.NOT_SMOKING, status, smoking.reason)
+    kind = Kind.UNREADABLE if smoking.unreadable else None
+    return _judged(A1pi.NOT_SMOKING, status, smoking.reason, kind)
 
 
 def _adult(facts: PatientFacts) -> Judgement:
@@ -236,6 +250,9 @@ def _recent_weight(facts: PatientFacts, policy: Policy) -> Judgement:
     weight = a.recent_weight(facts, policy)
     if weight is None:
         days = policy.lookbacks.weight
+        unread = unread_reason(facts, "body_weight", days)
+        if unread:
+            return _judged(A1pi.RECENT_WEIGHT, UNKNOWN, unread, Kind.UNREADABLE)
         return _judged(A1pi.RECENT_WEIGHT, UNKNOWN, Reason(WORDS("facts.no_weight", days=days)))
     return _judged(A1pi.RECENT_WEIGHT, MET, weight_reason(weight))
 
@@ -267,6 +284,8 @@ def labelled_dose_mg(facts: PatientFacts, policy: Policy) -> float | None:
 
 def missing_item(judged: Judgement, policy: Policy) -> str:
     """How a card names a missing input: one wording for both hooks."""
+    if judged.kind is Kind.UNREADABLE:
+        return WORDS("missing.unreadable", fact=judged.fact.text)
     lookbacks = policy.lookbacks
     days = {
         A1pi.FEV1_WINDOW: lookbacks.spirometry,

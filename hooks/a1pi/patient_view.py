@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_mappings import MedicationOrder
+from fhir_mappings import Measurement, MedicationOrder
 
 from .. import actions
 from .. import assessment as a
@@ -307,18 +307,21 @@ def _workup(ctx: Context, missing: tuple[A1pi, ...]) -> Recommendation:
         (LABELS, A1F),
         reasons=reasons(genotype_reason(facts), aat_reason(facts)),
         missing=tuple(missing_item(ctx.a1pi[criterion], ctx.policy) for criterion in missing),
-        actions=_workup_actions(missing),
+        actions=_workup_actions(ctx, missing),
     )
 
 
-def _workup_actions(missing: tuple[A1pi, ...]) -> tuple[SuggestedAction, ...]:
-    """The step that settles each missing input, where one can be ordered."""
+def _workup_actions(ctx: Context, missing: tuple[A1pi, ...]) -> tuple[SuggestedAction, ...]:
+    """The step that settles each missing input, where one can be ordered. A record that
+    could not be read is reviewed, not ordered again: no order is offered on it."""
     steps = {
         A1pi.FEV1_WINDOW: actions.SPIROMETRY,
         A1pi.RECENT_WEIGHT: actions.WEIGHT,
         A1pi.NO_CONTRAINDICATION: actions.ANTI_IGA_TEST,
     }
-    return tuple(steps[c] for c in missing if c in steps)
+    return tuple(
+        steps[c] for c in missing if c in steps and ctx.a1pi[c].kind is not Kind.UNREADABLE
+    )
 
 
 def _above_window(ctx: Context, base: tuple[Reason, ...]) -> Recommendation:
@@ -404,20 +407,48 @@ def _before_first_dose(ctx: Context) -> tuple[tuple[str, ...], tuple[SuggestedAc
 # --- rules that accompany the decision ------------------------------------------------------
 
 
+# Guideline statements the liver branch cites (ids in data/statements.json).
+LIVER_END_STAGE = "liver-assessment-2020.end-stage"
+LIVER_MONITORING = "liver-assessment-2020.monitoring"
+
+
 def advanced_disease_referral(ctx: Context) -> Recommendation | None:
-    """When: severe or borderline AATD, no lung transplant, and recent FEV1 below the
-    advanced-disease threshold (CK row 4). Then: lung transplant evaluation."""
+    """When: severe or borderline AATD and either recent FEV1 below the advanced-disease
+    threshold without a lung transplant (CK row 4), or cirrhosis, decompensated liver
+    disease or hepatocellular carcinoma without a liver transplant (CK 2.8: a liver
+    transplant is the definitive treatment; augmentation does not treat the liver). Then:
+    lung or liver transplant evaluation; both are said when both apply."""
     facts = ctx.facts
-    if a.severity(facts) not in a.DEFICIENT or facts.lung_transplant is not None:
+    if a.severity(facts) not in a.DEFICIENT:
         return None
-    fev1 = a.recent_fev1(facts, ctx.policy)
-    if fev1 is None or fev1.value >= thresholds().fev1_advanced_disease_percent:
+    lung = _advanced_lung(ctx)
+    liver = facts.liver_finding() if facts.liver_transplant is None else None
+    if lung is None and liver is not None:
+        return _card(
+            "advanced-disease-referral",
+            "advanced_liver",
+            (LIVER_END_STAGE, LIVER_MONITORING),
+            values={"finding": WORDS(f"advanced_liver.finding.{liver.concept}")},
+            reasons=reasons(genotype_reason(facts), finding_reason("liver", liver)),
+            actions=(actions.HEPATOLOGY,),
+        )
+    if lung is None:
         return None
     return _card(
         "advanced-disease-referral",
         "advanced",
         (REVIEW, A1F),
-        values={"value": fev1.value},
-        reasons=reasons(genotype_reason(facts), fev1_reason(fev1)),
-        actions=(actions.TRANSPLANT_EVALUATION,),
+        values={"value": lung.value},
+        reasons=reasons(genotype_reason(facts), fev1_reason(lung), finding_reason("liver", liver)),
+        actions=(actions.TRANSPLANT_EVALUATION, *((actions.HEPATOLOGY,) if liver else ())),
     )
+
+
+def _advanced_lung(ctx: Context) -> Measurement | None:
+    """A recent FEV1 below the advanced-disease threshold, without a lung transplant."""
+    if ctx.facts.lung_transplant is not None:
+        return None
+    fev1 = a.recent_fev1(ctx.facts, ctx.policy)
+    if fev1 is None or fev1.value >= thresholds().fev1_advanced_disease_percent:
+        return None
+    return fev1

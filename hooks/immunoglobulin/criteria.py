@@ -18,7 +18,7 @@ from fhir_mappings import Measurement, MedicationOrder, PatientFacts
 from .. import assessment as a
 from ..knowledge import Words, thresholds
 from ..policy import Policy
-from ..reasons import measurement_reason, reasons
+from ..reasons import measurement_reason, reasons, unread_reason
 from ..recommendation import Judgement, Reason, Status
 
 WORDS = Words("hooks", "immunoglobulin", "words.json")
@@ -63,12 +63,15 @@ class IgCriteria:
     on_replacement: tuple[MedicationOrder, ...]
     anti_iga: Judgement
     trough: Judgement
+    # An IgG on record that could not be read (never "no IgG"), or None.
+    unread_igg: Reason | None = None
 
     @property
     def criteria(self) -> Judgement:
         """The AAAAI row of a medical-necessity statement (unknown without an IgG)."""
         if self.latest is None:
-            return Judgement(Ig.AAAAI_CRITERIA, UNKNOWN, Reason(WORDS("facts.no_igg")))
+            why = self.unread_igg or Reason(WORDS("facts.no_igg"))
+            return Judgement(Ig.AAAAI_CRITERIA, UNKNOWN, why)
         return self.latest.judgement
 
 
@@ -83,6 +86,7 @@ def judge(facts: PatientFacts, policy: Policy) -> IgCriteria:
         on_replacement=on,
         anti_iga=_no_anti_iga(facts),
         trough=_trough(facts, policy),
+        unread_igg=unread_reason(facts, "igg"),
     )
 
 
@@ -145,7 +149,8 @@ def _trough(facts: PatientFacts, policy: Policy) -> Judgement:
     found = measurement_reason("IgG", igg) if a.recent(igg, days, facts) else None
     if found is not None:
         return Judgement(Ig.TROUGH_MONITORED, MET, found)
-    return Judgement(Ig.TROUGH_MONITORED, UNKNOWN, Reason(WORDS("facts.no_trough", days=days)))
+    why = unread_reason(facts, "igg", days) or Reason(WORDS("facts.no_trough", days=days))
+    return Judgement(Ig.TROUGH_MONITORED, UNKNOWN, why)
 
 
 def dose(order: MedicationOrder) -> Judgement:
