@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
 from cds_service import create_app, pipeline
+from cds_service.runtime import EXTENSION
 
 from .support.conformance import assert_conformant
 
@@ -61,10 +62,19 @@ def pinned_today() -> Iterator[None]:
 
 
 @pytest.fixture
-def app() -> Flask:
+def app() -> Iterator[Flask]:
     app = create_app(TEST_SETTINGS)
     app.test_client_class = ConformanceClient
-    return app
+    yield app
+    close(app)
+
+
+def close(app: Flask) -> None:
+    """Close what an app opened (its store's connections, its FHIR pool's threads and their
+    sockets): a test suite that makes an app per test otherwise runs out of descriptors."""
+    runtime = app.extensions[EXTENSION]
+    runtime.store.close()
+    runtime.executor.shutdown(wait=True)
 
 
 @pytest.fixture

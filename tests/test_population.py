@@ -10,6 +10,7 @@ fetching from the server. Issue 23, "Test against records you did not write".
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from flask.testing import FlaskClient
 
 from cds_service import create_app
 
-from .conftest import TEST_SETTINGS, TODAY, ConformanceClient
+from .conftest import TEST_SETTINGS, TODAY, ConformanceClient, close
 from .support.fhir_server import sekmet_command
 from .support.synthea import Patient, chart_opens, generator_version, population, topics
 
@@ -57,10 +58,11 @@ SETTINGS = TEST_SETTINGS | {
 
 
 @pytest.fixture(scope="module")
-def service_client() -> FlaskClient:
+def service_client() -> Iterator[FlaskClient]:
     app = create_app(SETTINGS)
     app.test_client_class = ConformanceClient
-    return app.test_client()
+    yield app.test_client()
+    close(app)
 
 
 @pytest.fixture(scope="module")
