@@ -92,12 +92,20 @@ def product_of(concept: Any) -> str | None:
 
 
 def medication_concept(resource: Json, medications: dict[str, Json]) -> Any:
-    """The medication CodeableConcept of an order, following medicationReference."""
+    """The medication CodeableConcept of an order, following medicationReference; when the
+    referenced Medication was not sent, the reference's own display (Epic writes the drug
+    name there); None when the order names its medication in no way that can be read."""
     if resource.get("medicationCodeableConcept") is not None:
         return resource["medicationCodeableConcept"]
-    reference = as_dict(resource.get("medicationReference")).get("reference")
-    if not isinstance(reference, str):
-        return None
+    named = as_dict(resource.get("medicationReference"))
+    reference, display = named.get("reference"), named.get("display")
+    found = _referenced(resource, reference, medications) if isinstance(reference, str) else None
+    if found is None and isinstance(display, str) and display.strip():
+        return {"text": display}
+    return found
+
+
+def _referenced(resource: Json, reference: str, medications: dict[str, Json]) -> Any:
     if reference.startswith("#"):
         for contained in as_list(resource.get("contained")):
             if as_dict(contained).get("id") == reference[1:]:
@@ -105,6 +113,16 @@ def medication_concept(resource: Json, medications: dict[str, Json]) -> Any:
         return None
     medication = medications.get(reference.rsplit("/", 1)[-1]) or medications.get(reference)
     return as_dict(medication).get("code")
+
+
+def _unnamed(concept: Any, source: Source, facts: PatientFacts) -> bool:
+    """True (and said) when active therapy names its medication in no readable way: it
+    may be A1PI or immune globulin, so no rule may take therapy as absent."""
+    if concept is not None:
+        return False
+    note = "an active medication record names no medication that could be read"
+    facts.cannot_read("therapy", source, note)
+    return True
 
 
 WITHDRAWN_DRAFT = frozenset({"cancelled", "entered-in-error"})
@@ -123,6 +141,9 @@ def read_administration(
     if resource.get("status") not in GIVEN or source.date is None:
         return
     concept = medication_concept(resource, medications)
+    recent = max(entry["administration_recent_days"] for entry in _classes().values())
+    if (facts.as_of - source.date).days <= recent and _unnamed(concept, source, facts):
+        return
     product = product_of(concept)
     if product is None:
         return
@@ -174,6 +195,8 @@ def read_order(
     if state is None:
         return
     concept = medication_concept(resource, medications)
+    if state == "active" and _unnamed(concept, source, facts):
+        return
     product = product_of(concept)
     if product is None:
         return

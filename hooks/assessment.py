@@ -197,6 +197,16 @@ def contraindications(facts: PatientFacts) -> list[Reason]:
     return found
 
 
+def iga_caution(facts: PatientFacts) -> str:
+    """IgA deficiency without anti-IgA antibodies: not a contraindication, but the first
+    infusion of A1PI or immune globulin calls for care (clinical-knowledge.md row 35:
+    "consider low-IgA product and monitored setting"). Words to add to the advice, or ""."""
+    deficient = iga_deficient(facts)
+    if deficient is None or anti_iga_positive(facts) or not facts.anti_iga:
+        return ""
+    return FACTS("iga_caution", fact=deficient.text)
+
+
 def anti_iga_unknown(facts: PatientFacts) -> Reason | None:
     """The IgA question that must be settled before A1PI or IVIG, or None when settled:
     IgA deficient with no readable anti-IgA result, or anti-IgA positive with no IgA level.

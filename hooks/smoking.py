@@ -29,8 +29,10 @@ def smoking_cessation(ctx: Context) -> Recommendation | None:
     if ctx.smoking.state is not SmokingState.CURRENT or not _relevant(ctx):
         return None
     facts = ctx.facts
-    advice = WORDS("cessation.advice")
-    if a.severity(facts) == a.SEVERE:
+    # Under the adult age: smoke avoidance, medicines left to the paediatrician (CK row 39).
+    minor = a.is_adult(facts) is False
+    advice = WORDS("cessation.advice_minor" if minor else "cessation.advice")
+    if a.severity(facts) == a.SEVERE and not minor:
         advice += WORDS("cessation.advice_severe")
     return Recommendation(
         topic="smoking-cessation",

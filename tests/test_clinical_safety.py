@@ -415,3 +415,63 @@ def test_a_raised_alt_asks_for_the_next_step_without_reordering_it(client):
     labels = {s["label"] for s in card["suggestions"]}
     assert "Order ALT" not in labels
     assert "Order abdominal ultrasound (liver)" in labels
+
+
+# --- smaller wording faults (issue 23) -------------------------------------------------------
+
+
+def test_an_igg_before_any_replacement_is_a_baseline_not_a_trough(client):
+    import json
+
+    from .support.builders import FIXTURES
+
+    path = FIXTURES / "requests" / "order-sign-ivig-normal-igg.json"
+    request = json.loads(path.read_text(encoding="utf-8"))
+    response = client.post("/cds-services/aatd-order-sign", json=request)
+    [row] = [
+        line
+        for card in response.json["cards"]
+        for line in card["detail"].splitlines()
+        if line.startswith("| Trough IgG monitored")
+    ]
+    assert "a baseline before replacement, not a trough" in row
+
+
+def test_a_smoker_under_the_adult_age_is_not_given_the_adult_text():
+    import copy
+
+    bundle = copy.deepcopy(load_bundle("smoking-mz-current-smoker"))
+    for entry in bundle["entry"]:
+        if entry["resource"]["resourceType"] == "Patient":
+            entry["resource"]["birthDate"] = "2010-05-01"
+    facts = facts_of(list(bundle_resources(bundle)))
+    [card] = [r for r in hooks.evaluate("patient-view", facts) if r.topic == "smoking-cessation"]
+    assert card.advice.startswith("Under 18")
+    assert "pharmacotherapy plus counselling" not in card.advice
+
+
+def test_near_miss_an_adult_smoker_keeps_the_adult_text():
+    facts = facts_of(list(bundle_resources(load_bundle("smoking-mz-current-smoker"))))
+    [card] = [r for r in hooks.evaluate("patient-view", facts) if r.topic == "smoking-cessation"]
+    assert "pharmacotherapy plus counselling" in card.advice
+
+
+# --- therapy named by a Medication that was not sent (issue 23) ------------------------------
+
+
+def test_an_unreadable_active_order_starts_nothing(client):
+    card = _candidate_card(client, "safety-order-medication-unread")
+    assert card["summary"].startswith("A1PI augmentation likely indicated: first check")
+    assert "could not be read" in card["detail"]
+    assert _orders(card) == []
+
+
+def test_near_miss_a_reference_display_naming_another_drug_is_read(client):
+    card = _candidate_card(client, "safety-order-display-other-drug")
+    assert card["summary"].startswith("Start A1PI augmentation")
+
+
+def test_near_miss_a_reference_display_naming_a1pi_is_therapy(client):
+    request = hook_request(load_bundle("safety-order-display-a1pi"))
+    response = client.post("/cds-services/aatd-patient-view", json=request)
+    assert CANDIDATE not in {c["source"]["topic"]["code"] for c in response.json["cards"]}

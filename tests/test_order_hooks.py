@@ -187,7 +187,15 @@ def test_iga_deficiency_with_unknown_anti_iga_asks_for_the_test(client):
 def test_iga_deficiency_with_negative_anti_iga_is_supported(client):
     request = with_observation(load_request("order-sign-seed-000-prolastin-supported"), IGA_LOW)
     request = with_observation(request, ANTI_IGA_NEGATIVE)
-    assert set(cards_for(client, request)) == {"augmentation-candidate"}
+    cards = cards_for(client, request)
+    assert set(cards) == {"augmentation-candidate"}
+    # Not a contraindication, but the first infusion calls for care (reference row 35).
+    assert "monitored setting for the first infusion" in cards["augmentation-candidate"]["detail"]
+
+
+def test_near_miss_normal_iga_adds_no_caution(client):
+    cards = cards_for(client, load_request("order-sign-seed-000-prolastin-supported"))
+    assert "monitored setting" not in cards["augmentation-candidate"]["detail"]
 
 
 def test_selection_of_an_unrelated_order_gives_no_cards(client):

@@ -12,6 +12,7 @@ from dataclasses import replace
 from fhir_mappings import MedicationOrder
 
 from .. import actions
+from .. import assessment as a
 from ..context import Context
 from ..knowledge import statements
 from ..reasons import order_reason
@@ -97,7 +98,8 @@ def augmentation_order(ctx: Context) -> Recommendation | None:
         card = dose_card(ctx, order)
         necessity = Necessity(order.text, judged, Conclusion.NOT_SUPPORTED)
         return replace(card, necessity=necessity)
-    return _verdict(ctx, order, judged, Conclusion.SUPPORTED, "augmentation-candidate", "supported")
+    card = _verdict(ctx, order, judged, Conclusion.SUPPORTED, "augmentation-candidate", "supported")
+    return replace(card, advice=card.advice + a.iga_caution(ctx.facts))
 
 
 def _a1pi_orders(ctx: Context) -> list[MedicationOrder]:

@@ -26,6 +26,7 @@ from ..reasons import (
     genotype_reason,
     order_reasons,
     reasons,
+    unread_reason,
 )
 from ..recommendation import Reason, Recommendation, SuggestedAction
 from .criteria import (
@@ -360,19 +361,27 @@ def _candidate(ctx: Context, base: tuple[Reason, ...]) -> Recommendation:
         "limit": window.recommend_max,
     }
     checks, check_actions = _before_first_dose(ctx)
-    # A preliminary allele result is confirmed before anything is started.
+    # A preliminary allele result is confirmed before anything is started; an active
+    # medication record that could not be read may be A1PI already given.
+    therapy = unread_reason(facts, "therapy")
     confirm = facts.genotype is not None and facts.genotype.preliminary
     # "Discuss" and "confirm" are settled by the specialist or the final result, never by a
     # pre-selected infusion order.
     found: tuple[SuggestedAction, ...] = (
         (actions.AATD_SPECIALIST,)
-        if discuss or confirm
+        if discuss or confirm or therapy
         else (*actions.prescribe_a1pi(dose_mg, weight.value), actions.AATD_SPECIALIST)
     )
     evidence = (A1F, CTS, LABELS) if policy.fev1_window == "a1f-2016" else (CTS, A1F, LABELS)
     return _card(
         "augmentation-candidate",
-        "confirm" if confirm else "discuss" if discuss else "candidate",
+        "confirm"
+        if confirm
+        else "check_therapy"
+        if therapy
+        else "discuss"
+        if discuss
+        else "candidate",
         evidence,
         values=values,
         reasons=reasons(
@@ -382,6 +391,7 @@ def _candidate(ctx: Context, base: tuple[Reason, ...]) -> Recommendation:
             c[A1pi.NOT_SMOKING].fact,
             c[A1pi.RECENT_WEIGHT].fact,
             c[A1pi.ADULT].fact,
+            therapy,
         ),
         missing=checks,
         actions=(*found, *check_actions),

@@ -85,7 +85,7 @@ def judge(facts: PatientFacts, policy: Policy) -> IgCriteria:
         baseline=aaaai(facts, baseline_igg) if baseline_igg else None,
         on_replacement=on,
         anti_iga=_no_anti_iga(facts),
-        trough=_trough(facts, policy),
+        trough=_trough(facts, policy, bool(on)),
         unread_igg=unread_reason(facts, "igg"),
     )
 
@@ -144,9 +144,14 @@ def _no_anti_iga(facts: PatientFacts) -> Judgement:
     return Judgement(c, MET, Reason(WORDS("facts.no_anti_iga")))
 
 
-def _trough(facts: PatientFacts, policy: Policy) -> Judgement:
+def _trough(facts: PatientFacts, policy: Policy, on_replacement: bool) -> Judgement:
+    """A recent IgG: a trough only on replacement; before it, the baseline (never called a
+    trough: it says nothing of how replacement is dosed)."""
     igg, days = facts.latest("igg"), policy.lookbacks.igg
     found = measurement_reason("IgG", igg) if a.recent(igg, days, facts) else None
+    if found is not None and not on_replacement:
+        baseline = Reason(WORDS("facts.baseline", value=found.text), found.source)
+        return Judgement(Ig.TROUGH_MONITORED, MET, baseline)
     if found is not None:
         return Judgement(Ig.TROUGH_MONITORED, MET, found)
     why = unread_reason(facts, "igg", days) or Reason(WORDS("facts.no_trough", days=days))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import actions
+from .. import assessment as a
 from ..context import Context
 from ..knowledge import statements
 from ..reasons import order_reason
@@ -37,7 +38,7 @@ def immunoglobulin_order(ctx: Context) -> Recommendation | None:
     return Recommendation(
         topic=topic,
         summary=WORDS(f"orders.{key}.summary"),
-        advice=WORDS("orders.advice"),
+        advice=WORDS("orders.advice") + a.iga_caution(ctx.facts),
         evidence=statements(AAAAI, ONTARIO),
         reasons=(order_reason(order),),
         missing=tuple(f"{j.name}: {j.fact.text}" for j in judged if j.unknown) + vaccine,
