@@ -64,6 +64,8 @@ CASES: dict[str, tuple[str, str, Edit, str]] = {
         "spirometry due (no FEV1",
     ),
     "genotype": (SEED, "geno", _set(valueString="see scanned report"), "no AAT level or genotype"),
+    "IgA": (SEED, "iga", _set(valueQuantity={"value": 3, "unit": "mg/100mL"}), "(IgA deficiency"),
+    "ALT": (SEED, "alt", _text_value, "no ALT on record"),
 }
 
 
@@ -72,10 +74,30 @@ def _text(response: Any) -> str:
     return " ".join(f"{c['summary']} {c.get('detail', '')}" for c in cards)
 
 
+# Results the seed does not hold, added so that they can be made unreadable.
+ADDED = {
+    "iga": ("2458-8", "IgA [Mass/volume] in Serum or Plasma", {"value": 180, "unit": "mg/dL"}),
+    "alt": ("1742-6", "ALT", {"value": 30, "unit": "U/L"}),
+}
+
+
 def _with_edit(fixture: str, suffix: str, edit: Edit) -> dict[str, Any]:
     bundle = copy.deepcopy(load_bundle(fixture))
     resources = list(bundle_resources(bundle))
     pid = next(r["id"] for r in resources if r["resourceType"] == "Patient")
+    if suffix in ADDED:
+        code, display, value = ADDED[suffix]
+        added = {
+            "resourceType": "Observation",
+            "id": f"{pid}-{suffix}",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": code, "display": display}]},
+            "subject": {"reference": f"Patient/{pid}"},
+            "effectiveDateTime": "2026-11-02",
+            "valueQuantity": value,
+        }
+        bundle["entry"].append({"resource": added})
+        resources.append(added)
     [target] = [r for r in resources if r["id"] == f"{pid}-{suffix}"]
     edit(target)
     if suffix == "fev1pp":  # the volume beside it would still give the FEV1 course

@@ -405,7 +405,10 @@ def _before_first_dose(ctx: Context) -> tuple[tuple[str, ...], tuple[SuggestedAc
     facts = ctx.facts
     missing: list[str] = []
     steps: list[SuggestedAction] = []
-    if facts.latest("iga") is None:
+    unread_iga = unread_reason(facts, "iga")
+    if facts.latest("iga") is None and unread_iga is not None:
+        missing.append(WORDS("first_dose.iga_unread", fact=unread_iga.text))
+    elif facts.latest("iga") is None:
         missing.append(WORDS("first_dose.iga"))
         steps.append(actions.IGA_LEVEL)
     unvaccinated = [g for g in ("hepatitis_a", "hepatitis_b") if not facts.immunizations.get(g)]
