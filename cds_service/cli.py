@@ -93,7 +93,7 @@ def _serve(args: argparse.Namespace) -> int:
     from granian.log import LogLevels
     from granian.server import Server
 
-    from .store import prepare_store
+    from .store import StoreStartError, prepare_store
 
     if args.config:
         os.environ["ALPHA1_CDS_CONFIG"] = args.config
@@ -105,7 +105,11 @@ def _serve(args: argparse.Namespace) -> int:
     logs.configure(settings.log_level)
     # The schema and the generated key, once, before any worker starts (workers then find
     # them done; migrate() is race-safe as well, for servers that do not do this).
-    prepare_store(settings.database_url)
+    try:
+        prepare_store(settings.database_url, settings.database_start_timeout)
+    except StoreStartError as error:
+        print(f"alpha1-cds: {error}", file=sys.stderr)
+        return 1
     Server(
         "cds_service.serving:application",
         factory=True,

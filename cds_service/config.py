@@ -141,6 +141,9 @@ class Settings:
     # Days issued cards and feedback are kept (deleted hourly after; 0: kept for ever). The
     # default keeps a full year for the feedback report, past the longest override period.
     retention_days: int = 400
+    # Seconds `alpha1-cds serve` keeps retrying a database it cannot reach at start-up
+    # (back-off 1, 2, 4... s), then exits with the reason in one line.
+    database_start_timeout: float = 30.0
     # Patient-view reminders: one care-checklist card ("checklist") or a card each ("cards").
     reminders: str = REMINDER_STYLES[0]
     # Days a topic stays hidden for a patient after a clinician overrode it; "default" for
@@ -148,7 +151,7 @@ class Settings:
     snooze_days: Mapping[str, int] = field(default_factory=lambda: dict(SNOOZE_DAYS))
 
     def __post_init__(self) -> None:
-        for name in ("fhir_timeout", "fhir_deadline", "body_timeout"):
+        for name in ("fhir_timeout", "fhir_deadline", "body_timeout", "database_start_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
         for name in (

@@ -190,3 +190,34 @@ def test_twenty_fresh_starts_with_four_workers_all_come_up():
             assert "Traceback" not in server.stderr()
         finally:
             server.stop()
+
+
+def test_a_database_down_at_start_up_is_one_line_and_a_clear_exit():
+    """PostgreSQL not up (nothing listens on the port): retried with back-off, each try
+    said in one line, then exit 1 with the reason; never a traceback, never the password."""
+    import os
+    import subprocess
+    import sys
+
+    from cds_service.sekmet import free_port
+
+    port = free_port()
+    env = os.environ | {
+        "ALPHA1_CDS_DATABASE_URL": f"postgresql+psycopg://cds:s3cret@127.0.0.1:{port}/cds",
+        "ALPHA1_CDS_DATABASE_START_TIMEOUT": "2",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "cds_service.cli", "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "Traceback" not in output
+    assert "s3cret" not in output
+    assert "cannot be reached" in done.stderr
+    assert "retrying in 1 s" in done.stdout
+    assert len(done.stderr.strip().splitlines()) == 1
