@@ -138,6 +138,9 @@ class Settings:
     # origins that may show it in a frame (Content-Security-Policy frame-ancestors).
     smart_client_id: str = "alpha1-cds"
     smart_frame_ancestors: tuple[str, ...] = ()
+    # FHIR servers whose records the app may open without an authorization (`?iss=&patient=`,
+    # a demo or test server) while auth is required; with auth off any allowed server may.
+    smart_open_servers: tuple[str, ...] = ()
     # Days issued cards and feedback are kept (deleted hourly after; 0: kept for ever). The
     # default keeps a full year for the feedback report, past the longest override period.
     retention_days: int = 400

@@ -270,3 +270,92 @@ def test_a_token_endpoint_off_https_is_refused_before_any_code_is_sent(client):
         response = client.get(f"/app/launch?iss={ISS}&launch=x")
     assert response.status_code == 400
     assert "https is required" in response.get_data(as_text=True)
+
+
+def test_a_redirected_discovery_is_never_followed():
+    from cds_service.smart_app.launch import LaunchError, discover
+
+    iss = "https://fhir.example.org/r4"
+    with responses.RequestsMock() as mock:
+        mock.add(
+            responses.GET,
+            f"{iss}/.well-known/smart-configuration",
+            status=302,
+            headers={"Location": "https://attacker.example/.well-known/smart-configuration"},
+        )
+        with pytest.raises(LaunchError, match="redirects are not followed"):
+            discover(iss, 2.0)
+        assert len(mock.calls) == 1  # the other host was never asked
+
+
+def test_a_redirected_token_request_never_re_posts_the_code():
+    from cds_service.smart_app.launch import Launch, LaunchError, exchange
+
+    token = "https://auth.example.org/token"
+    flight = Launch("state", "verifier", "https://fhir.example.org/r4", token)
+    with responses.RequestsMock() as mock:
+        mock.add(
+            responses.POST,
+            token,
+            status=307,
+            headers={"Location": "http://attacker.example/token"},
+        )
+        with pytest.raises(LaunchError, match="redirects are not followed"):
+            exchange(flight, "code", "alpha1-cds", "https://cds.example.org/app/callback", 2.0)
+        assert len(mock.calls) == 1
+
+
+def _auth_required_app(**extra):
+    settings = {
+        **TEST_SETTINGS,
+        "auth_mode": "required",
+        "public_base_url": "https://cds.example.org",
+        "trusted_clients": '[{"iss": "https://ehr.example.org", "jwks_url": "https://ehr.example.org/jwks"}]',
+        **extra,
+    }
+    return create_app(settings)
+
+
+def test_an_open_server_launch_is_refused_while_auth_is_required():
+    """?iss=<allowlisted>&patient=<id> without a launch would read and show any patient."""
+    app = _auth_required_app()
+    with responses.RequestsMock():  # no FHIR read may be made
+        response = app.test_client().get(f"/app/launch?iss={ISS}&patient=seed-000")
+    assert response.status_code == 400
+    assert b"smart_open_servers" in response.data
+
+
+def test_near_miss_a_server_listed_for_open_launch_is_read_and_audited(caplog):
+    import logging
+
+    bundle = load_bundle("seed-000-zz-emphysema")
+    app = _auth_required_app(smart_open_servers=(ISS,))
+    with (
+        caplog.at_level(logging.INFO, logger="alpha1_cds"),
+        responses.RequestsMock(assert_all_requests_are_fired=False) as mock,
+    ):
+        patient = next(
+            e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
+        )
+        mock.add(responses.GET, f"{ISS}/Patient/seed-000", json=patient)
+        for kind in (
+            "Observation",
+            "Condition",
+            "Procedure",
+            "MedicationRequest",
+            "MedicationStatement",
+            "MedicationAdministration",
+            "Immunization",
+            "AllergyIntolerance",
+            "FamilyMemberHistory",
+        ):
+            mock.add(
+                responses.GET,
+                f"{ISS}/{kind}",
+                json={"resourceType": "Bundle", "type": "searchset", "total": 0},
+            )
+        response = app.test_client().get(f"/app/launch?iss={ISS}&patient=seed-000")
+    assert response.status_code == 200
+    [shown] = [r for r in caplog.records if r.getMessage() == "smart-record-shown"]
+    assert shown.fields["server"] == ISS
+    assert shown.fields["patient"] != "seed-000"  # the keyed hash, never the id

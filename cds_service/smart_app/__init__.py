@@ -18,7 +18,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from fhir_mappings import APP_QUERIES
 
-from .. import logs, pipeline
+from .. import logs, pipeline, urls
 from ..errors import ServiceError
 from ..prefetch import gather, server_problem
 from ..runtime import runtime
@@ -76,11 +76,22 @@ def launch() -> BaseResponse:
     if why:
         return _refuse(f"This FHIR server may not be used: {why}.")
     patient = request.args.get("patient", "")
+    settings = runtime().settings
     if patient and "launch" not in request.args:
         # An open FHIR server (a demo or test server): nothing to authorize, no token sent.
+        # With auth required, only for servers listed for it: otherwise anyone could make
+        # the service read and show any patient of an allowlisted server.
+        open_ok = not settings.auth_required or any(
+            urls.within(iss, base) for base in settings.smart_open_servers
+        )
+        if not open_ok:
+            logs.event("smart-launch-refused", logging.WARNING, reason="open-server")
+            return _refuse(
+                "Opening a record without an authorization is allowed only for FHIR servers "
+                "listed in smart_open_servers; launch the app from the EHR."
+            )
         logs.event("smart-launch", mode="open-server")
         return _overview(iss, patient, token=None)
-    settings = runtime().settings
     try:
         server = smart.discover(iss, settings.fhir_timeout)
     except smart.LaunchError as error:
@@ -125,6 +136,12 @@ def callback() -> Response:
 
 
 def _overview(iss: str, patient: str, token: str | None) -> Response:
+    # Who saw what: the server and the patient's keyed hash, never the id (an audit line).
+    logs.event("smart-record-shown", server=iss, patient=runtime().store.patient_key(patient))
+    return _render_overview(iss, patient, token)
+
+
+def _render_overview(iss: str, patient: str, token: str | None) -> Response:
     hook_like: dict[str, Any] = {"context": {"patientId": patient}, "fhirServer": iss}
     if token:
         hook_like["fhirAuthorization"] = {"access_token": token}

@@ -63,7 +63,10 @@ def discover(iss: str, timeout: float) -> SmartServer:
     """The authorization server named by the FHIR server's SMART configuration."""
     url = iss.rstrip("/") + "/" + DISCOVERY
     try:
-        response = requests.get(url, timeout=timeout, headers={"Accept": JSON})
+        # A redirect is never followed: the app must talk to the server it was launched from.
+        response = requests.get(
+            url, timeout=timeout, headers={"Accept": JSON}, allow_redirects=False
+        )
     except requests.RequestException as error:
         name = type(error).__name__
         raise LaunchError(f"the FHIR server could not be reached ({name})") from None
@@ -143,15 +146,18 @@ def exchange(flight: Launch, code: str, client_id: str, redirect_uri: str, timeo
         "code_verifier": flight.verifier,
     }
     try:
+        # Never redirected: a 307 would re-post the code and the PKCE verifier elsewhere.
         response = requests.post(
             flight.token_endpoint,
             data=form,
             timeout=timeout,
             headers={"Accept": JSON},
+            allow_redirects=False,
         )
     except requests.RequestException as error:
         name = type(error).__name__
         raise LaunchError(f"the token endpoint could not be reached ({name})") from None
+    _refuse_redirect(response, "the token endpoint")
     if response.status_code != 200:
         raise LaunchError(f"the token endpoint refused the code (HTTP {response.status_code})")
     body = _json(response, "the token response")
@@ -163,7 +169,16 @@ def exchange(flight: Launch, code: str, client_id: str, redirect_uri: str, timeo
     return Grant(token, patient)
 
 
+def _refuse_redirect(response: requests.Response, what: str) -> None:
+    if 300 <= response.status_code < 400:
+        raise LaunchError(
+            f"{what} answered with a redirect (HTTP {response.status_code}); "
+            "redirects are not followed"
+        )
+
+
 def _json(response: requests.Response, what: str) -> dict[str, Any]:
+    _refuse_redirect(response, what)
     if response.status_code != 200:
         raise LaunchError(f"{what} could not be read (HTTP {response.status_code})")
     if len(response.content) > RESPONSE_LIMIT:
