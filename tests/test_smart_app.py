@@ -359,3 +359,25 @@ def test_near_miss_a_server_listed_for_open_launch_is_read_and_audited(caplog):
     [shown] = [r for r in caplog.records if r.getMessage() == "smart-record-shown"]
     assert shown.fields["server"] == ISS
     assert shown.fields["patient"] != "seed-000"  # the keyed hash, never the id
+
+
+def test_a_launch_state_is_used_once(client):
+    """The same cookie and callback replayed: the second is refused before any request."""
+    query = _launch(client)
+    state = query["state"][0]
+    with responses.RequestsMock() as mock:
+        mock.post("https://auth.example.org/token", status=400)
+        first = client.get(f"/app/callback?code=c1&state={state}")
+    assert first.status_code == 400  # the code was refused, but the state is spent
+    with responses.RequestsMock():  # no token request may be made
+        replay = client.get(f"/app/callback?code=c1&state={state}")
+    assert replay.status_code == 400
+    assert "already used" in replay.get_data(as_text=True)
+
+
+def test_a_wildcard_allowlist_does_not_make_the_app_an_open_redirect():
+    app = _auth_required_app(fhir_allowed_servers=("*",))
+    with responses.RequestsMock():  # no discovery of the attacker's server is even asked
+        response = app.test_client().get("/app/launch?iss=https://evil.example/fhir&launch=x")
+    assert response.status_code == 400
+    assert b"listed by name" in response.data

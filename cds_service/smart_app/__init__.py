@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from typing import Any
 
 from flask import Blueprint, Flask, Response, make_response, redirect, render_template, request
@@ -35,6 +36,11 @@ app_pages = Blueprint(
     static_folder="static",
     static_url_path="/static",
 )
+
+
+# The namespace of the launch states in the store's one-use ids (beside the JWT ids).
+STATE_ISSUER = "urn:alpha1-cds:smart-launch-state"
+LAUNCH_SECONDS = smart.LAUNCH_SECONDS
 
 
 def init_smart_app(app: Flask) -> None:
@@ -75,6 +81,14 @@ def launch() -> BaseResponse:
     why = server_problem(iss, runtime().settings)
     if why:
         return _refuse(f"This FHIR server may not be used: {why}.")
+    listed = [base for base in runtime().settings.fhir_allowed_servers if base != "*"]
+    if runtime().settings.auth_required and not any(urls.within(iss, b) for b in listed):
+        # "*" lets hooks fetch from any https server, but a launch sends the browser to the
+        # authorization endpoint that server names: only servers listed by name may do that,
+        # or the app would be an open redirect.
+        return _refuse(
+            "The app launches only from FHIR servers listed by name in fhir_allowed_servers."
+        )
     patient = request.args.get("patient", "")
     settings = runtime().settings
     if patient and "launch" not in request.args:
@@ -119,6 +133,13 @@ def callback() -> Response:
     if not hmac.compare_digest(state.encode(), flight.state.encode()):
         logs.event("smart-launch-refused", logging.WARNING, reason="state")
         return _refuse("The state does not match this launch; launch again.")
+    # One use: a launch cookie and callback URL captured and replayed (within the cookie's
+    # life) is refused, on every worker and instance (the store's one-use ids).
+    used = runtime().store.first_use(STATE_ISSUER, flight.state, time.time() + LAUNCH_SECONDS)
+    if used is not True:
+        reason = "state-reused" if used is False else "state-unchecked"
+        logs.event("smart-launch-refused", logging.WARNING, reason=reason)
+        return _refuse("This launch was already used, or cannot be checked now; launch again.")
     settings = runtime().settings
     try:
         grant = smart.exchange(
