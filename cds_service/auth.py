@@ -105,6 +105,8 @@ class ReplayCache:
     refuses a replay to it, and the fault is logged."""
 
     shared: SharedReplays | None = None
+    # "refuse": a token the store cannot check is refused (no replay window at all).
+    unavailable: str = "per-worker"
     _seen: dict[tuple[str, str], float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -113,7 +115,10 @@ class ReplayCache:
         if self.shared is None or not local:
             return local
         shared = self.shared.first_use(iss, jti, expires)
-        return local if shared is None else shared
+        if shared is None:
+            logs.event("jti-unchecked", logging.WARNING, policy=self.unavailable)
+            return self.unavailable != "refuse"
+        return shared
 
     def _first_use_here(self, iss: str, jti: str, expires: float) -> bool:
         now = time.time()
@@ -237,7 +242,7 @@ def init_auth(
         leeway=settings.auth_leeway_seconds,
         max_lifetime=settings.auth_max_token_lifetime_seconds,
         keys=KeyStore(settings.jwks_refresh_seconds),
-        replays=ReplayCache(replays),
+        replays=ReplayCache(replays, settings.replay_check_unavailable),
     )
     base = (settings.public_base_url or "").rstrip("/")
 

@@ -120,6 +120,10 @@ class Settings:
     auth_mode: str | None = None
     trusted_clients: tuple[TrustedClient, ...] = ()
     auth_leeway_seconds: float = 5.0
+    # When the store cannot say whether a jti was seen: "per-worker" accepts a token this
+    # process has not seen (a replay window of seconds, across workers, while the store is
+    # away); "refuse" answers 401 until the store answers again (README "Security").
+    replay_check_unavailable: str = "per-worker"
     auth_max_token_lifetime_seconds: float = 3600.0
     jwks_refresh_seconds: float = 60.0
     # FHIR servers the EHR's access token may be sent to (URL prefixes; "*": any https
@@ -172,6 +176,8 @@ class Settings:
             raise ConfigError("cors_origins '*' cannot be combined with cors_allow_credentials")
         if self.auth_mode not in AUTH_MODES:
             raise ConfigError("auth_mode must be 'required' or 'off'")
+        if self.replay_check_unavailable not in ("per-worker", "refuse"):
+            raise ConfigError('replay_check_unavailable must be "per-worker" or "refuse"')
         if self.auth_leeway_seconds < 0 or self.auth_max_token_lifetime_seconds <= 0:
             raise ConfigError("auth leeway and token lifetime must be positive")
         if self.log_level.upper() not in LOG_LEVELS:

@@ -345,3 +345,31 @@ def test_a_signed_token_whose_exp_is_a_numeric_string_is_401_not_500(client):
     response = discover(client, value)
     assert response.status_code == 401
     assert response.json["resourceType"] == "OperationOutcome"
+
+
+class _StoreAway:
+    """A shared replay memory that cannot answer (the store down or slow)."""
+
+    def first_use(self, iss: str, jti: str, expires: float) -> None:
+        return None
+
+
+@pytest.mark.parametrize(("policy", "accepted"), [("per-worker", True), ("refuse", False)])
+def test_replay_check_unavailable_is_a_choice(policy, accepted):
+    """The store cannot say whether a jti was seen: per-worker accepts a token this worker
+    has not seen (availability, a replay window of seconds across workers); refuse does not."""
+    import time
+
+    from cds_service.auth import ReplayCache
+
+    cache = ReplayCache(_StoreAway(), policy)
+    assert cache.first_use("https://ehr.example.org", "jti-1", time.time() + 60) is accepted
+    # A replay to the same worker is refused whatever the policy.
+    assert cache.first_use("https://ehr.example.org", "jti-1", time.time() + 60) is False
+
+
+def test_replay_check_unavailable_takes_only_its_two_values():
+    from cds_service.config import ConfigError, Settings
+
+    with pytest.raises(ConfigError, match="replay_check_unavailable"):
+        Settings().with_values({"replay_check_unavailable": "accept"})
