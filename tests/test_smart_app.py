@@ -23,6 +23,7 @@ from werkzeug.serving import make_server
 
 from cds_service import create_app
 from cds_service.sekmet import SekmetServer, sekmet
+from fhir_mappings import APP_QUERIES
 
 from .conftest import TEST_SETTINGS
 from .support.builders import hook_request, load_bundle
@@ -338,17 +339,7 @@ def test_near_miss_a_server_listed_for_open_launch_is_read_and_audited(caplog):
             e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
         )
         mock.add(responses.GET, f"{ISS}/Patient/seed-000", json=patient)
-        for kind in (
-            "Observation",
-            "Condition",
-            "Procedure",
-            "MedicationRequest",
-            "MedicationStatement",
-            "MedicationAdministration",
-            "Immunization",
-            "AllergyIntolerance",
-            "FamilyMemberHistory",
-        ):
+        for kind in sorted({q.resource_type for q in APP_QUERIES.values()} - {"Patient"}):
             mock.add(
                 responses.GET,
                 f"{ISS}/{kind}",

@@ -39,6 +39,7 @@ import requests
 from cds_service.prefetch import render
 from cds_service.services import SERVICES
 from fhir_mappings import Query, terminology
+from fixtures.derive import variant
 
 from .fhir_server import SekmetServer, sekmet
 
@@ -226,62 +227,11 @@ def phenotype(pid: str, pi: str, when: str) -> dict[str, Any]:
 
 
 def z_variant(pid: str, homozygous: bool, when: str) -> dict[str, Any]:
-    """The Z allele as a Genomics Reporting variant (69548-6 with its components)."""
-    state = ("LA6705-3", "Homozygous") if homozygous else ("LA6706-1", "Heterozygous")
-
-    def component(code: str, display: str, value: dict[str, Any]) -> dict[str, Any]:
-        return {"code": {"coding": [{"system": LOINC, "code": code, "display": display}]}, **value}
-
-    return _result(
-        pid,
-        "aat-variant",
-        "69548-6",
-        "Genetic variant assessment",
-        when,
-        valueCodeableConcept={
-            "coding": [{"system": LOINC, "code": "LA9633-4", "display": "Present"}]
-        },
-        component=[
-            component(
-                "48018-6",
-                "Gene studied [ID]",
-                {
-                    "valueCodeableConcept": {
-                        "coding": [
-                            {
-                                "system": "http://www.genenames.org",
-                                "code": "HGNC:8941",
-                                "display": "SERPINA1",
-                            }
-                        ]
-                    }
-                },
-            ),
-            component(
-                "48004-6",
-                "DNA change (c.HGVS)",
-                {
-                    "valueCodeableConcept": {
-                        "coding": [
-                            {
-                                "system": "http://varnomen.hgvs.org",
-                                "code": "NM_000295.4:c.1096G>A",
-                            }
-                        ]
-                    }
-                },
-            ),
-            component(
-                "53034-5",
-                "Allelic state",
-                {
-                    "valueCodeableConcept": {
-                        "coding": [{"system": LOINC, "code": state[0], "display": state[1]}]
-                    }
-                },
-            ),
-        ],
-    )
+    """The Z allele as a Genomics Reporting variant (69548-6 with its components), built by
+    the fixtures' own variant writer and dated and filed as a reference lab's result."""
+    found = variant("aat-variant", "NM_000295.4:c.1096G>A", "PI*Z (E342K)", homozygous)(pid)
+    lab = _result(pid, "aat-variant", "69548-6", "Genetic variant assessment", when)
+    return found | {k: lab[k] for k in ("category", "effectiveDateTime", "issued")}
 
 
 # What each overlay adds: (name, results made for a patient id).
