@@ -27,9 +27,17 @@ def dose_card(ctx: Context, order: MedicationOrder) -> Recommendation:
     kind = WORDS("dose_check.draft") if order.state == "draft" else WORDS("dose_check.active")
     weight_text = None if weight is None else ctx.a1pi[A1pi.RECENT_WEIGHT].fact
     values = {"kind": kind, "dose": order.mg_per_kg_per_week, "labelled": labelled}
+    days = order.interval_days
+    if days is not None and order.mg_per_kg_per_week is not None and not a.weekly(days):
+        # Off the weekly interval: say the regimen as written, never a weekly average that
+        # looks like the labelled dose (120 mg/kg every 14 days is not 60 mg/kg weekly).
+        per_dose = order.mg_per_kg_per_week * days / 7
+        summary = WORDS("dose_check.summary_interval", **values, per_dose=per_dose, days=days)
+    else:
+        summary = WORDS("dose_check.summary", **values)
     return Recommendation(
         topic="augmentation-dose-check",
-        summary=WORDS("dose_check.summary", **values),
+        summary=summary,
         advice=WORDS("dose_check.advice"),
         evidence=statements(LABELS),
         reasons=reasons(order_reason(order), weight_text),
