@@ -18,6 +18,8 @@ import statistics
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
@@ -51,17 +53,23 @@ def main() -> None:
     args = parser.parse_args()
     pipeline.today = lambda: AS_OF  # the records are generated as of this day
     people = population(args.size, args.seed, AS_OF)
-    client = create_app(SETTINGS).test_client()
     timed: dict[str, list[float]] = {"prefetch": [], "fetch": []}
 
-    def post(url: str, json: dict[str, Any]) -> Any:
-        started = time.perf_counter()
-        response = client.post(url, json=json)
-        timed["fetch" if "fhirServer" in json else "prefetch"].append(time.perf_counter() - started)
-        return response
+    @contextmanager
+    def service() -> Iterator[Any]:
+        client = create_app(SETTINGS).test_client()
+
+        def post(url: str, json: dict[str, Any]) -> Any:
+            started = time.perf_counter()
+            response = client.post(url, json=json)
+            mode = "fetch" if "fhirServer" in json else "prefetch"
+            timed[mode].append(time.perf_counter() - started)
+            return response
+
+        yield post
 
     started = time.perf_counter()
-    answers = chart_opens(people, post)
+    answers = chart_opens(people, service)
     report = figures(people, answers, timed) | {"seconds": round(time.perf_counter() - started)}
     report["mapping"] = mapping_report(people)
     print(json.dumps(report, indent=1) if args.json else text(report))

@@ -11,16 +11,16 @@ fetching from the server. Issue 23, "Test against records you did not write".
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from flask.testing import FlaskClient
 
 from cds_service import create_app
 
 from .conftest import TEST_SETTINGS, TODAY, ConformanceClient, close
 from .support.fhir_server import sekmet_command
-from .support.synthea import Patient, chart_opens, generator_version, population, topics
+from .support.synthea import Patient, Post, chart_opens, generator_version, population, topics
 
 pytestmark = [
     pytest.mark.integration,
@@ -57,12 +57,15 @@ SETTINGS = TEST_SETTINGS | {
 }
 
 
-@pytest.fixture(scope="module")
-def service_client() -> Iterator[FlaskClient]:
+@contextmanager
+def service() -> Iterator[Post]:
+    """A fresh service for one batch of patients, closed after it."""
     app = create_app(SETTINGS)
     app.test_client_class = ConformanceClient
-    yield app.test_client()
-    close(app)
+    try:
+        yield app.test_client().post
+    finally:
+        close(app)
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +74,9 @@ def people() -> list[Patient]:
 
 
 @pytest.fixture(scope="module")
-def answers(service_client, people) -> dict[str, dict[str, Any]]:
+def answers(people) -> dict[str, dict[str, Any]]:
     """Per patient id: the response in each mode."""
-    return chart_opens(people, service_client.post)
+    return chart_opens(people, service)
 
 
 def test_the_population_holds_what_the_rules_are_about(people):

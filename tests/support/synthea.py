@@ -28,6 +28,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date
 from importlib import metadata
@@ -294,14 +295,20 @@ BATCH = 8
 Post = Callable[..., Any]
 
 
-def chart_opens(people: list[Patient], post: Post) -> dict[str, dict[str, Any]]:
+def chart_opens(
+    people: list[Patient], service: Callable[[], AbstractContextManager[Post]]
+) -> dict[str, dict[str, Any]]:
     """Per patient id, the response in each mode: "prefetch" (what an EHR builds by running
     our templates against its server, the first page each, and no ``fhirServer``: the
-    prefetch must be enough) and "fetch" (no prefetch; the service reads the server)."""
+    prefetch must be enough) and "fetch" (no prefetch; the service reads the server).
+
+    ``service`` gives a fresh service (its ``post``) per batch and closes it after: a
+    batch's server may reuse the port of the one before, and a fetch thread must not hold
+    a kept-alive connection to a server that is gone."""
     found = {}
     for start in range(0, len(people), BATCH):
         batch = people[start : start + BATCH]
-        with sekmet() as server:
+        with sekmet() as server, service() as post:
             for patient in batch:
                 entries = [{"resource": r} for r in patient.resources]
                 server.load({"resourceType": "Bundle", "entry": entries})
