@@ -477,29 +477,24 @@ def test_near_miss_a_reference_display_naming_a1pi_is_therapy(client):
     assert CANDIDATE not in {c["source"]["topic"]["code"] for c in response.json["cards"]}
 
 
-def test_an_every_two_weeks_draft_is_summarised_as_written():
+@pytest.mark.parametrize(
+    ("weeks", "mg_per_kg", "summary"),
+    [
+        (2, 120, "A1PI draft is 120 mg/kg every 14 days"),  # off the interval: as written
+        (1, 40, "A1PI draft is 40 mg/kg/week"),  # near miss: weekly, off dose
+    ],
+)
+def test_a_draft_off_the_labelled_regimen_is_summarised_as_written(weeks, mg_per_kg, summary):
     dosage = {
-        "timing": {"repeat": {"frequency": 1, "period": 2, "periodUnit": "wk"}},
-        "doseAndRate": [{"doseQuantity": {"value": 120, "unit": "mg/kg", "code": "mg/kg"}}],
+        "timing": {"repeat": {"frequency": 1, "period": weeks, "periodUnit": "wk"}},
+        "doseAndRate": [{"doseQuantity": {"value": mg_per_kg, "unit": "mg/kg", "code": "mg/kg"}}],
     }
     _, facts = with_a1pi_draft(SEED_ZZ, dosage)
     [card] = [
         r for r in hooks.evaluate("order-sign", facts) if r.topic == "augmentation-dose-check"
     ]
-    assert card.summary.startswith("A1PI draft is 120 mg/kg every 14 days")
-    assert "60 mg/kg/week" not in card.summary
-
-
-def test_near_miss_a_weekly_draft_off_dose_keeps_the_weekly_summary():
-    dosage = {
-        "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "wk"}},
-        "doseAndRate": [{"doseQuantity": {"value": 40, "unit": "mg/kg", "code": "mg/kg"}}],
-    }
-    _, facts = with_a1pi_draft(SEED_ZZ, dosage)
-    [card] = [
-        r for r in hooks.evaluate("order-sign", facts) if r.topic == "augmentation-dose-check"
-    ]
-    assert card.summary.startswith("A1PI draft is 40 mg/kg/week")
+    assert card.summary.startswith(summary)
+    assert weeks == 1 or "mg/kg/week" not in card.summary
 
 
 SEED_ZZ = "seed-000-zz-emphysema"
