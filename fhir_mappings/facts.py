@@ -210,8 +210,8 @@ class PatientFacts:
     immunizations: dict[str, list[Immunization]] = field(default_factory=dict)
     notes: list[DataNote] = field(default_factory=list)
     incomplete: frozenset[str] = frozenset()
-    # Records on record that could not be read, by concept ("body_weight", "spirometry",
-    # "genotype"...), newest first: no rule may treat such a concept as absent or negative.
+    # Records on the chart that could not be read, by concept ("body_weight", "spirometry",
+    # "genotype"...): no rule may treat such a concept as absent or negative (``unread``).
     unreadable: dict[str, list[DataNote]] = field(default_factory=dict)
     # An AAT result with only the lab's verdict (e.g. "Low", interpretation L), no number.
     aat_flagged_low: Source | None = None

@@ -141,13 +141,11 @@ def read_administration(
     if resource.get("status") not in GIVEN or source.date is None:
         return
     concept = medication_concept(resource, medications)
-    recent = max(entry["administration_recent_days"] for entry in _classes().values())
-    if (facts.as_of - source.date).days <= recent and _unnamed(concept, source, facts):
+    age = (facts.as_of - source.date).days
+    if age <= longest_recent_days() and _unnamed(concept, source, facts):
         return
     product = product_of(concept)
-    if product is None:
-        return
-    if (facts.as_of - source.date).days > _classes()[product]["administration_recent_days"]:
+    if product is None or age > _classes()[product]["administration_recent_days"]:
         return
     dose, unit = _quantity(as_dict(as_dict(resource.get("dosage")).get("dose")))
     facts.orders.append(
@@ -163,6 +161,12 @@ def read_administration(
             dose_problem="an infusion given, not an order",
         )
     )
+
+
+def longest_recent_days() -> int:
+    """The longest ``administration_recent_days`` of any product: how far back an
+    administration can still mean therapy now (the prefetch window reads it too)."""
+    return max(entry["administration_recent_days"] for entry in _classes().values())
 
 
 def keep_newest_administrations(facts: PatientFacts) -> None:

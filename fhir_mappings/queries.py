@@ -31,6 +31,7 @@ from urllib.parse import quote
 
 from . import terminology
 from .fhirjson import clinical_date
+from .medications import longest_recent_days
 
 PATIENT = "{{context.patientId}}"
 # Decades of a patient's immunizations, active orders or coded diagnoses fit one page.
@@ -98,10 +99,7 @@ OBSERVATION_KEYS: tuple[tuple[str, tuple[str, ...], Window | None], ...] = (
 )
 # Therapy given (an infusion centre's record) counts while recent: the newest 100 must reach
 # back over the longest recent window of medications.json (``administration_recent_days``).
-ADMINISTRATION_WINDOW_DAYS = max(
-    entry["administration_recent_days"]
-    for entry in terminology.load_data("medications.json").values()
-)
+ADMINISTRATION_WINDOW_DAYS = longest_recent_days()
 
 
 def encode(value: str) -> str:

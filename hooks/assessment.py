@@ -15,7 +15,7 @@ from fhir_mappings.aat import constants
 
 from .knowledge import thresholds
 from .policy import Policy
-from .reasons import FACTS, shown_value
+from .reasons import FACTS, note_reason, shown_value
 from .recommendation import Reason
 
 SEVERE = "severe"
@@ -37,11 +37,11 @@ def abnormal_allele(facts: PatientFacts) -> bool:
     return genotype is not None and genotype.basis != "level" and genotype.abnormal_allele
 
 
-def who(facts: PatientFacts, aatd: str) -> str:
+def who(facts: PatientFacts) -> str:
     """How a card names the patient's AAT status: the alleles when known (PI*MZ is a
-    carrier state, never called AATD), else ``aatd`` (AATD coded, or a level only)."""
+    carrier state, never called AATD), else AATD (coded, or a level only)."""
     genotype = facts.genotype
-    return f"PI*{genotype.label}" if genotype and genotype.alleles else aatd
+    return f"PI*{genotype.label}" if genotype and genotype.alleles else FACTS("aatd")
 
 
 def is_adult(facts: PatientFacts) -> bool | None:
@@ -163,7 +163,7 @@ def _unread_smoking(facts: PatientFacts, smoking: SmokingStatus | None) -> Reaso
         return None
     when, read = note.source.date, smoking.source.date if smoking else None
     if smoking is None or when is None or (read is not None and when > read):
-        return Reason(FACTS("unreadable", why=note.text), note.source)
+        return note_reason(note)
     return None
 
 
@@ -212,11 +212,11 @@ def anti_iga_unknown(facts: PatientFacts) -> Reason | None:
     IgA deficient with no readable anti-IgA result, or anti-IgA positive with no IgA level.
     An anti-IgA result that could not be read never counts as negative."""
     deficient, positive = iga_deficient(facts), anti_iga_positive(facts)
-    unreadable = facts.unreadable.get("anti_iga")
+    unreadable = facts.unread("anti_iga")
     if deficient and not positive:
         if unreadable:
             text = FACTS("anti_iga_unreadable", fact=deficient.text)
-            return Reason(text, unreadable[0].source)
+            return Reason(text, unreadable.source)
         if not facts.anti_iga:
             return deficient
     if positive and not deficient and facts.latest("iga") is None:

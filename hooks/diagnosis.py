@@ -134,7 +134,8 @@ def genotype_recommended(ctx: Context) -> Recommendation | None:
 
 def _unreadable_alleles(ctx: Context) -> Recommendation:
     """An allele result is on record but could not be read: review it, order nothing new."""
-    source = ctx.facts.unreadable["genotype"][0].source
+    unread = ctx.facts.unread("genotype")
+    source = unread.source if unread else None
     return Recommendation(
         topic="genotype-recommended",
         summary=WORDS("genotype.unreadable.summary"),

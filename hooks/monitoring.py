@@ -79,7 +79,7 @@ def liver_monitoring(ctx: Context) -> Recommendation | None:
         advice += WORDS("liver.advice_abnormal")
     if disease:
         advice += WORDS("liver.advice_disease")
-    label = a.who(facts, "AATD")
+    label = a.who(facts)
     return Recommendation(
         topic="liver-monitoring",
         summary=WORDS("liver.summary_disease" if disease or high else "liver.summary", who=label),

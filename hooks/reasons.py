@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fhir_mappings import AatLevel, CodedFinding, Measurement, MedicationOrder, PatientFacts
+from fhir_mappings import (
+    AatLevel,
+    CodedFinding,
+    DataNote,
+    Measurement,
+    MedicationOrder,
+    PatientFacts,
+)
 
 from .knowledge import Words
 from .recommendation import Reason
@@ -18,8 +25,11 @@ def unread_reason(facts: PatientFacts, concept: str, days: int | None = None) ->
     with what was wrong, and stands where "none on record" would otherwise be written."""
     since = facts.as_of - timedelta(days=days) if days else None
     note = facts.unread(concept, since)
-    if note is None:
-        return None
+    return None if note is None else note_reason(note)
+
+
+def note_reason(note: DataNote) -> Reason:
+    """How a card cites a record that could not be read: what was wrong, and to review it."""
     return Reason(FACTS("unreadable", why=note.text), note.source)
 
 

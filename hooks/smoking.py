@@ -36,7 +36,7 @@ def smoking_cessation(ctx: Context) -> Recommendation | None:
         advice += WORDS("cessation.advice_severe")
     return Recommendation(
         topic="smoking-cessation",
-        summary=WORDS("cessation.summary", label=a.who(facts, WORDS("cessation.aatd"))),
+        summary=WORDS("cessation.summary", label=a.who(facts)),
         advice=advice,
         evidence=statements(CESSATION, "mz-copd-2014.smokers"),
         reasons=reasons(genotype_reason(facts), ctx.smoking.reason),
@@ -52,7 +52,7 @@ def smoking_status_unknown(ctx: Context) -> Recommendation | None:
     days = ctx.policy.lookbacks.smoking
     return Recommendation(
         topic="smoking-status-unknown",
-        summary=WORDS("unknown.summary", label=a.who(ctx.facts, WORDS("cessation.aatd"))),
+        summary=WORDS("unknown.summary", label=a.who(ctx.facts)),
         advice=WORDS("unknown.advice"),
         evidence=statements("us-core-smoking.data-element", CESSATION),
         reasons=reasons(genotype_reason(ctx.facts), ctx.smoking.reason),

@@ -126,8 +126,9 @@ def _deficiency(facts: PatientFacts) -> Judgement:
         fact = Reason(WORDS("facts.discordant", fact=why.text), why.source)
         return _judged(c, UNKNOWN, fact, Kind.DISCORDANT)
     basis = facts.genotype.basis if facts.genotype else None
-    if facts.unreadable.get("genotype") and basis in (None, "level"):
-        fact = Reason(WORDS("facts.genotype_unreadable"), facts.unreadable["genotype"][0].source)
+    unread = facts.unread("genotype")
+    if unread is not None and basis in (None, "level"):
+        fact = Reason(WORDS("facts.genotype_unreadable"), unread.source)
         return _judged(c, UNKNOWN, fact, Kind.UNREADABLE)
     if severity == a.SEVERE and basis == "level":
         fact = Reason(WORDS("facts.level_only", fact=why.text), why.source)
