@@ -28,6 +28,7 @@ from . import logs
 from .config import Settings, TrustedClient
 from .errors import Issue, operation_outcome
 from .responses import json_response
+from .services import SERVICES
 from .timing import elapsed_ms
 
 REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti"]
@@ -250,6 +251,8 @@ def init_auth(
     def authenticate() -> Response | None:
         if request.method == "OPTIONS" or request.blueprint != protected.name:
             return None
+        if _unknown_service(request.view_args):
+            return None  # the route answers 404: nothing is served, so nothing to guard
         audience = f"{base}{request.path}"
         started = time.perf_counter()
         try:
@@ -261,3 +264,11 @@ def init_auth(
         g.client = claims["iss"]
         g.auth_ms = elapsed_ms(started)
         return None
+
+
+def _unknown_service(view_args: dict[str, Any] | None) -> bool:
+    """A path naming no service (``aatd-patient-view%00``) is a 404 for everyone: the
+    service ids are public (discovery lists them), and a 401 would say there is
+    something behind the path to authenticate for."""
+    service_id = (view_args or {}).get("service_id")
+    return service_id is not None and service_id not in SERVICES

@@ -54,6 +54,11 @@ class BodyTooLargeError(Exception):
     """The body is larger than ``max_body_bytes``."""
 
 
+class IncompleteBodyError(Exception):
+    """The connection ended before the body did: shorter than its Content-Length, or a
+    chunked body without its last chunk. Processed, it would be a request nobody sent."""
+
+
 class WsgiBridge:
     """An RSGI application running a WSGI app once its request has fully arrived."""
 
@@ -76,6 +81,10 @@ class WsgiBridge:
         if scope.proto != "http":  # websockets are off; nothing else is served
             protocol.response_empty(400, [])
             return
+        host_problem = _host_problem(scope)
+        if host_problem:
+            _refuse(protocol, 400, "structure", host_problem)
+            return
         try:
             async with asyncio.timeout(self.body_timeout):  # no extra task, as wait_for makes
                 body = await self._read_body(scope, protocol)
@@ -85,6 +94,9 @@ class WsgiBridge:
         except TimeoutError:
             message = f"request body not received within {self.body_timeout:g} s"
             _refuse(protocol, 408, "timeout", message)
+            return
+        except IncompleteBodyError:  # a half-closed client still reads its answer
+            _refuse(protocol, 400, "incomplete", "the request body ended before it was complete")
             return
         except Exception:  # the client went away mid-body: nobody to answer
             return
@@ -101,16 +113,34 @@ class WsgiBridge:
         if length == 0:
             return b""
         if length is not None and "transfer-encoding" not in scope.headers:
-            body: bytes = await protocol()  # declared, within the limit: read in one call
+            try:  # declared, within the limit: read in one call
+                body: bytes = await protocol()
+            except RuntimeError:  # granian: the stream broke before Content-Length bytes
+                raise IncompleteBodyError from None
             if len(body) > self.max_body_bytes:
                 raise BodyTooLargeError
             return body
-        chunks, size = [], 0  # chunked: counted as it comes, refused past the limit
+        return await self._read_chunked(protocol)
+
+    async def _read_chunked(self, protocol: Any) -> bytes:
+        """A chunked body, counted as it comes and refused past the limit.
+
+        Granian's body iterator does not raise when the stream breaks: it yields an empty
+        chunk for the error and another for the end, where a complete body ends with one
+        (granian 2.8, src/rsgi/io.rs ``__anext__``). So a second empty chunk means the last
+        chunk never came. Trailer fields look the same and are refused alike; no CDS client
+        sends them."""
+        chunks, size, empty = [], 0, 0
         async for chunk in protocol:
+            if not chunk:
+                empty += 1
+                continue
             size += len(chunk)
             if size > self.max_body_bytes:
                 raise BodyTooLargeError
             chunks.append(chunk)
+        if empty > 1:
+            raise IncompleteBodyError
         return b"".join(chunks)
 
     def _call(self, environ: dict[str, Any]) -> tuple[int, Headers, bytes]:
@@ -168,6 +198,19 @@ def wsgi_environ(scope: Scope, body: bytes, arrival: float) -> dict[str, Any]:
         key = key if key == "CONTENT_TYPE" else f"HTTP_{key}"
         environ[key] = f"{environ[key]}, {value}" if key in environ else value
     return environ
+
+
+def _host_problem(scope: Scope) -> str | None:
+    """RFC 9112 section 3.2: an HTTP/1.1 request without a Host header, or with more than
+    one, is a 400 (a request smuggled past a proxy that read the other Host)."""
+    if scope.http_version != "1.1":
+        return None  # HTTP/1.0 may omit it; HTTP/2 carries :authority instead
+    hosts = sum(1 for name, _ in scope.headers.items() if name.lower() == "host")
+    if hosts == 1:
+        return None
+    return "an HTTP/1.1 request needs exactly one Host header" + (
+        "" if hosts else " (none was sent)"
+    )
 
 
 def _refuse(protocol: Any, status: int, code: str, message: str) -> None:

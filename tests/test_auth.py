@@ -347,6 +347,18 @@ def test_a_signed_token_whose_exp_is_a_numeric_string_is_401_not_500(client):
     assert response.json["resourceType"] == "OperationOutcome"
 
 
+@pytest.mark.parametrize("path", ["/cds-services/aatd-patient-view%00", "/cds-services/nope"])
+def test_a_path_naming_no_service_is_404_before_any_token(client, path):
+    """Issue 24 item 13: '...view%00' was a 401 (authentication for a service that is not
+    there); a valid token for the real service changes nothing."""
+    client, _ = client
+    for headers in ({}, {"Authorization": f"Bearer {token(EC, SERVICE)}"}):
+        response = client.post(path, json={}, headers=headers)
+        assert response.status_code == 404, response.json
+        assert response.json["issue"][0]["code"] == "not-found"
+    assert invoke(client, "not a token").status_code == 401  # the near miss: a real service
+
+
 class _StoreAway:
     """A shared replay memory that cannot answer (the store down or slow)."""
 

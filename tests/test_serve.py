@@ -221,3 +221,62 @@ def test_a_database_down_at_start_up_is_one_line_and_a_clear_exit():
     assert "cannot be reached" in done.stderr
     assert "retrying in 1 s" in done.stdout
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def _raw(served: Served, request: bytes, half_close: bool = True) -> bytes:
+    """Send ``request`` as is; half-close when asked (the client still reads its answer)."""
+    with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
+        sock.sendall(request)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        return _read_all(sock)
+
+
+def _hook_head(framing: str) -> bytes:
+    head = f"POST {PATIENT_VIEW} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    return f"{head}{framing}\r\n\r\n".encode()
+
+
+def _outcome_of(answer: bytes) -> dict:
+    return json.loads(answer.split(b"\r\n\r\n", 1)[1])
+
+
+@pytest.mark.parametrize("cut", ["before the last chunk", "mid-chunk"])
+def test_a_chunked_body_that_never_completes_is_400_not_processed(served, cut):
+    """Issue 24 item 13: the whole JSON in chunks but no terminating chunk was answered 200
+    with cards, as if it had been sent."""
+    body = json.dumps(hook_request(load_bundle("testing-copd-untested"))).encode()
+    if cut == "before the last chunk":
+        chunks = f"{len(body):x}\r\n".encode() + body + b"\r\n"
+    else:
+        chunks = f"{len(body) + 50:x}\r\n".encode() + body
+    answer = _raw(served, _hook_head("Transfer-Encoding: chunked") + chunks)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert "ended before it was complete" in _outcome_of(answer)["issue"][0]["diagnostics"]
+
+
+def test_a_body_shorter_than_its_content_length_is_400_not_500(served):
+    body = json.dumps(hook_request(load_bundle("testing-copd-untested"))).encode()
+    answer = _raw(served, _hook_head(f"Content-Length: {len(body) + 100}") + body)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert _outcome_of(answer)["issue"][0]["code"] == "incomplete"
+
+
+def test_a_complete_chunked_body_is_answered(served):
+    """The near miss: the last chunk came, so the request is whole."""
+    body = json.dumps(hook_request(load_bundle("testing-copd-untested"))).encode()
+    chunks = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    head = _hook_head("Transfer-Encoding: chunked\r\nConnection: close")
+    answer = _raw(served, head + chunks, half_close=False)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+
+
+@pytest.mark.parametrize(
+    ("hosts", "status"), [("", b"400"), ("Host: a\r\nHost: b\r\n", b"400"), ("Host: a\r\n", b"200")]
+)
+def test_http_1_1_needs_exactly_one_host(served, hosts, status):
+    request = f"GET /cds-services HTTP/1.1\r\n{hosts}Connection: close\r\n\r\n"
+    answer = _raw(served, request.encode(), half_close=False)
+    assert answer.startswith(b"HTTP/1.1 " + status), answer[:200]
+    if status == b"400":
+        assert "exactly one Host" in _outcome_of(answer)["issue"][0]["diagnostics"]
