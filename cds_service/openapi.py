@@ -24,7 +24,7 @@ ERRORS = {
     "412": "Required data could not be obtained from prefetch or the FHIR server",
     "413": "Body or number of resources over the configured limit",
     "415": "Content-Type is not JSON",
-    "503": "The store is unavailable; nothing was kept; retry after Retry-After seconds",
+    "503": "The store is unavailable; retry after Retry-After seconds (an entry is kept once)",
 }
 
 

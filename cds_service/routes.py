@@ -21,7 +21,7 @@ from .responses import json_response
 from .runtime import runtime
 from .services import SERVICES
 from .smart_app import launch_url
-from .store import StoreUnavailableError
+from .store import StoreOutcomeUnknownError, StoreUnavailableError
 from .timing import arrived, elapsed_ms
 from .validation import check
 
@@ -119,8 +119,14 @@ def feedback(service_id: str) -> Response:
         raise ServiceError(400, issues)
     try:
         stored = runtime().store.store_feedback(service_id, received)
-    except StoreUnavailableError:
-        issue = Issue("transient", "Feedback could not be stored now; nothing was kept: retry")
+    except StoreUnavailableError as error:
+        said = (
+            "Feedback may not have been stored (the store did not confirm in time): resend it"
+            " after Retry-After; an entry sent twice is kept once"
+            if isinstance(error, StoreOutcomeUnknownError)
+            else "Feedback could not be stored now; nothing was kept: retry"
+        )
+        issue = Issue("transient", said)
         raise ServiceError(503, [issue], {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
     logs.event(
         "feedback",

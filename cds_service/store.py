@@ -213,12 +213,17 @@ class Store:
             return None
 
     def _on_lane(self, kind: str, wait: float, call: Callable[..., Any], *args: Any) -> Any:
-        """``call(*args)`` on the store lane, waited for ``wait`` seconds at most."""
+        """``call(*args)`` on the store lane, waited for ``wait`` seconds at most (then
+        LaneTimeoutError, which holds the call's future: it may still finish)."""
         if self._down(kind):
             raise StoreUnavailableError
+        future = self._lane.submit(call, *args)
         try:
-            return self._lane.submit(call, *args).result(wait)
-        except (FutureTimeout, sa.exc.OperationalError, sa.exc.InterfaceError):
+            return future.result(wait)
+        except FutureTimeout:
+            self._down_until[kind] = time.monotonic() + BREAK_SECONDS
+            raise LaneTimeoutError(future) from None
+        except (sa.exc.OperationalError, sa.exc.InterfaceError):
             self._down_until[kind] = time.monotonic() + BREAK_SECONDS
             raise
 
@@ -491,17 +496,40 @@ class Store:
             raise StoreUnavailableError
         if self._queue.unfinished_tasks:  # queued, or in the writer's hands, not yet written
             self.flush(timeout=2.0)  # a card issued moments ago is known, not "unknown"
+        gate = CommitGate()
         try:
             return self._on_lane(
-                "feedback", STORE_WAIT_SECONDS + 1, self._store_feedback, rows, entries, uuids, now
+                "feedback",
+                STORE_WAIT_SECONDS + 1,
+                self._store_feedback,
+                rows,
+                entries,
+                uuids,
+                now,
+                gate,
             )
-        except FutureTimeout:
-            logs.event("feedback-store-failed", logging.ERROR, error="timeout")
-            raise StoreUnavailableError from None
+        except LaneTimeoutError as timeout:
+            return self._after_timeout(timeout.future, gate)
         except sa.exc.SQLAlchemyError as error:
             self._reopen_after(error)
             logs.event("feedback-store-failed", logging.ERROR, **describe(error))
             raise StoreUnavailableError from None
+
+    def _after_timeout(self, future: Any, gate: CommitGate) -> Stored:
+        """The request stopped waiting for its feedback. If the write had not reached its
+        commit, it never will (the gate is shut): nothing was stored, a 503 says retry. If
+        the commit had begun, its outcome is the answer: waited for a little longer, and
+        only if even that runs out is the outcome unknown (said so; resending is safe, an
+        entry is kept once)."""
+        if gate.abandon():
+            logs.event("feedback-store-failed", logging.ERROR, error="timeout")
+            raise StoreUnavailableError from None
+        try:
+            stored: Stored = future.result(STORE_WAIT_SECONDS)
+            return stored
+        except FutureTimeout:
+            logs.event("feedback-store-failed", logging.ERROR, error="commit outcome unknown")
+            raise StoreOutcomeUnknownError from None
 
     def _store_feedback(
         self,
@@ -509,6 +537,7 @@ class Store:
         entries: Sequence[FeedbackEntry],
         uuids: set[str],
         now: datetime,
+        gate: CommitGate,
     ) -> Stored:
         # RETURNING yields only the rows inserted: duplicates are skipped, not counted.
         insert = _insert_ignoring_duplicates(self.engine, FEEDBACK).returning(FEEDBACK.c.id)
@@ -518,6 +547,8 @@ class Store:
             known = set(
                 connection.scalars(sa.select(CARDS.c.card_uuid).where(CARDS.c.card_uuid.in_(uuids)))
             )
+            if not gate.commit():  # the request has answered 503: roll back, keep nothing
+                raise AbandonedError
         with self._snoozes_lock:  # committed: this process sees it at once
             for row in snoozed:
                 _remember(self._snoozes, row["patient_key"], row["topic"], row["until"])
@@ -536,6 +567,45 @@ BREAK_SECONDS = 5.0  # how long the store is taken as down after a call timed ou
 
 class StoreUnavailableError(Exception):
     """The store could not take the feedback; nothing of the request was stored."""
+
+
+class StoreOutcomeUnknownError(StoreUnavailableError):
+    """The feedback's commit began but did not finish in time: it may have been stored."""
+
+
+class LaneTimeoutError(FutureTimeout):
+    """A call on the store lane outlived its wait; ``future`` is the call, still running."""
+
+    def __init__(self, future: Any) -> None:
+        super().__init__()
+        self.future = future
+
+
+class AbandonedError(Exception):
+    """Raised inside a transaction whose caller gave up: the transaction rolls back."""
+
+
+class CommitGate:
+    """Decides once, between a write reaching its commit and its caller giving up, which
+    came first, so that a request never answers "nothing was kept" for a write that
+    then commits (issue 24 item 5)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._decided: str | None = None
+
+    def commit(self) -> bool:
+        """The writer asks to commit: True unless the caller has already given up."""
+        return self._decide("commit")
+
+    def abandon(self) -> bool:
+        """The caller gives up: True unless the writer is already committing."""
+        return self._decide("abandon")
+
+    def _decide(self, choice: str) -> bool:
+        with self._lock:
+            self._decided = self._decided or choice
+            return self._decided == choice
 
 
 def _hidden_topics(topic: str, stored_items: str | None, named: set[str]) -> list[str]:

@@ -356,6 +356,57 @@ def test_feedback_while_the_store_is_down_is_a_503_with_retry_after(app, client,
     assert answer.json["resourceType"] == "OperationOutcome"
 
 
+@pytest.fixture
+def sqlite_app(tmp_path, monkeypatch):
+    """A service on SQLite whose feedback waits 2 s for the store (1 + 1), not 4."""
+    monkeypatch.setattr("cds_service.store.STORE_WAIT_SECONDS", 1)
+    app = create_app({**TEST_SETTINGS, "database_url": f"sqlite:///{tmp_path / 'f.sqlite'}"})
+    app.test_client_class = ConformanceClient
+    yield app
+    app.extensions["alpha1_cds"].store.close()
+
+
+def test_a_503_saying_nothing_was_kept_is_true_after_the_store_answers(sqlite_app):
+    """Issue 24 item 5: the store answered after the request had given up, and the row
+    was stored although the EHR had been told 'nothing was kept'."""
+    client = sqlite_app.test_client()
+    card = issue_cards(sqlite_app, client)[0]
+    store = sqlite_app.extensions["alpha1_cds"].store
+    blocker = store.engine.raw_connection()
+    blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the database for 3 s
+    try:
+        answer = client.post(FEEDBACK_URL, json={"feedback": [overridden(card)]})
+        time.sleep(1.0)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert answer.status_code == 503
+    assert "nothing was kept" in answer.json["issue"][0]["diagnostics"]
+    store.close()  # the lane's write has finished (or been rolled back)
+    assert rows(sqlite_app, FEEDBACK) == []
+
+
+def test_a_commit_under_way_when_the_wait_ends_is_waited_for(sqlite_app, monkeypatch):
+    """The near miss: the write had begun committing when the request's wait ran out; its
+    outcome (stored) is the answer, not a 503 that would contradict it."""
+    from cds_service.store import CommitGate
+
+    client = sqlite_app.test_client()
+    card = issue_cards(sqlite_app, client)[0]
+    real_commit = CommitGate.commit
+
+    def slow_commit(self):
+        decided = real_commit(self)
+        time.sleep(2.5)  # past the 2 s wait, within the 1 s more a begun commit is given
+        return decided
+
+    monkeypatch.setattr(CommitGate, "commit", slow_commit)
+    answer = client.post(FEEDBACK_URL, json={"feedback": [overridden(card)]})
+    assert answer.status_code == 200, answer.json
+    assert answer.json["new"] == 1
+    assert len(rows(sqlite_app, FEEDBACK)) == 1
+
+
 def test_issued_cards_are_retried_not_dropped(app, client, monkeypatch):
     store = app.extensions["alpha1_cds"].store
     real_begin, failures = store.engine.begin, {"left": 2}
