@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -32,8 +33,14 @@ from .services import SERVICES
 from .timing import elapsed_ms
 
 REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti"]
-JWKS_TIMEOUT_SECONDS = 3.0
-JWKS_MAX_AGE_SECONDS = 3600.0
+# One JWKS fetch may take this long in all (connect, headers and body): a hanging or
+# trickling key host holds a request thread no longer (issue 24 item 8).
+JWKS_TIMEOUT_SECONDS = 1.0
+JWKS_MAX_BYTES = 256 * 1024  # a key set is a few KB
+JWKS_MAX_AGE_SECONDS = 3600.0  # a set older than this is fetched again (the old one kept)
+# A source whose fetch failed is not asked again for this long: tokens naming it are
+# refused at once (or checked against its last good set) instead of each waiting.
+FAILURE_HOLD_SECONDS = 30.0
 
 
 class AuthError(Exception):
@@ -41,45 +48,109 @@ class AuthError(Exception):
 
 
 @dataclass(slots=True)
+class KeySource:
+    """What is known of one JWKS source: its last good set, and when it last failed."""
+
+    keys: dict[str, Any] | None = None
+    fetched_at: float = float("-inf")
+    failed_at: float = float("-inf")
+    failure: str = ""
+    fetching: threading.Lock = field(default_factory=threading.Lock)  # one fetch at a time
+
+
+@dataclass(slots=True)
 class KeyStore:
-    """JWKS by source (URL or file), cached; refetched on an unknown kid at most once per
-    ``refresh_seconds``, so a flood of bad kids cannot turn into a flood of fetches."""
+    """JWKS by source (URL or file), cached, so that a source that is slow, down or named
+    by a flood of junk tokens costs the other clients nothing:
+
+    - one fetch per source at a time; others wait for it (bounded) rather than fetch too;
+    - a failed fetch is remembered for FAILURE_HOLD_SECONDS: no fetch meanwhile;
+    - a refresh that fails keeps the last good set;
+    - an unknown ``kid`` refetches at most once per ``refresh_seconds``;
+    - the pinned ``jwks_url`` sets are fetched by a background thread (started on first use
+      in each process, so a server that forks after loading gets one per worker), so a
+      request thread fetches them only before their first fetch has ever succeeded."""
 
     refresh_seconds: float
-    _sets: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    background: tuple[str, ...] = ()  # pinned jwks_url sources, kept fresh off the hook path
+    _sources: dict[str, KeySource] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _refresher_pid: int | None = None
 
     def key(self, source: str, kid: str) -> jwt.PyJWK:
-        fetched_at, jwks = self._current(source)
-        found = _find(jwks, kid)
-        if found is None and time.monotonic() - fetched_at >= self.refresh_seconds:
-            _, jwks = self._load(source)
-            found = _find(jwks, kid)
+        self._start_background()
+        state = self._source(source)
+        if state.keys is None or self._stale(state):
+            self._refresh(source, state)
+        found = _find(state.keys, kid) if state.keys else None
+        if found is None and state.keys is not None and self._may_refetch(state):
+            self._refresh(source, state)
+            found = _find(state.keys, kid)
+        if state.keys is None:
+            raise AuthError(state.failure or f"JWKS {source} unavailable")
         if found is None:
             raise AuthError(f"kid {kid!r} not in the JWKS of {source}")
         return jwt.PyJWK(found)
 
-    def _current(self, source: str) -> tuple[float, dict[str, Any]]:
+    def _source(self, source: str) -> KeySource:
         with self._lock:
-            cached = self._sets.get(source)
-        if cached is None or time.monotonic() - cached[0] > JWKS_MAX_AGE_SECONDS:
-            return self._load(source)
-        return cached
+            return self._sources.setdefault(source, KeySource())
 
-    def _load(self, source: str) -> tuple[float, dict[str, Any]]:
-        jwks = _read_jwks(source)
-        entry = (time.monotonic(), jwks)
+    @staticmethod
+    def _stale(state: KeySource) -> bool:
+        return time.monotonic() - state.fetched_at > JWKS_MAX_AGE_SECONDS
+
+    def _may_refetch(self, state: KeySource) -> bool:
+        return time.monotonic() - state.fetched_at >= self.refresh_seconds
+
+    def _refresh(self, source: str, state: KeySource) -> None:
+        """Fetch ``source`` unless it failed moments ago; one fetch at a time, and a caller
+        arriving during one waits for its outcome instead of fetching again."""
+        asked = time.monotonic()
+        if asked - state.failed_at < FAILURE_HOLD_SECONDS:
+            return
+        if not state.fetching.acquire(timeout=JWKS_TIMEOUT_SECONDS + 1.0):
+            return  # a fetch is taking longer than its own deadline: do not pile on
+        try:
+            if max(state.fetched_at, state.failed_at) >= asked:
+                return  # fetched (or failed) while this caller waited
+            try:
+                keys = _read_jwks(source)
+            except AuthError as error:
+                state.failed_at, state.failure = time.monotonic(), str(error)
+                kept = "last good set kept" if state.keys is not None else "no key set"
+                logs.event("jwks-fetch-failed", logging.WARNING, reason=str(error), kept=kept)
+                return
+            state.keys, state.fetched_at = keys, time.monotonic()
+        finally:
+            state.fetching.release()
+
+    def _start_background(self) -> None:
+        """The refresher of the pinned URL sets, once per process (checked by pid, so a
+        worker forked from a loaded parent starts its own)."""
+        if not self.background or self._refresher_pid == os.getpid():
+            return
         with self._lock:
-            self._sets[source] = entry
-        return entry
+            if self._refresher_pid == os.getpid():
+                return
+            self._refresher_pid = os.getpid()
+        thread = threading.Thread(target=self._keep_fresh, name="jwks-refresh", daemon=True)
+        thread.start()
+
+    def _keep_fresh(self) -> None:
+        pause = max(self.refresh_seconds, 1.0)
+        while True:
+            for source in self.background:
+                state = self._source(source)
+                if self._may_refetch(state) or state.keys is None:
+                    self._refresh(source, state)
+            time.sleep(pause)
 
 
 def _read_jwks(source: str) -> dict[str, Any]:
     try:
         if source.startswith(("https://", "http://")):
-            response = requests.get(source, timeout=JWKS_TIMEOUT_SECONDS, allow_redirects=False)
-            response.raise_for_status()
-            jwks = response.json()
+            jwks = json.loads(_fetch(source))
         else:
             jwks = json.loads(Path(source).read_text(encoding="utf-8"))
     except (OSError, ValueError, requests.RequestException) as error:
@@ -87,6 +158,23 @@ def _read_jwks(source: str) -> dict[str, Any]:
     if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
         raise AuthError(f"JWKS {source} has no keys")
     return jwks
+
+
+def _fetch(url: str) -> bytes:
+    """The body at ``url`` within JWKS_TIMEOUT_SECONDS in all and JWKS_MAX_BYTES: requests'
+    own timeout is per socket read, so a host trickling a byte at a time is cut off here."""
+    deadline = time.monotonic() + JWKS_TIMEOUT_SECONDS
+    timeout = (JWKS_TIMEOUT_SECONDS, JWKS_TIMEOUT_SECONDS)
+    with requests.get(url, timeout=timeout, allow_redirects=False, stream=True) as response:
+        response.raise_for_status()
+        body = bytearray()
+        for chunk in response.iter_content(8192):
+            body += chunk
+            if len(body) > JWKS_MAX_BYTES:
+                raise ValueError("JWKS too large")
+            if time.monotonic() > deadline:
+                raise requests.Timeout("JWKS not received in time")
+        return bytes(body)
 
 
 def _find(jwks: Mapping[str, Any], kid: str) -> dict[str, Any] | None:
@@ -242,7 +330,10 @@ def init_auth(
         clients={client.iss: client for client in settings.trusted_clients},
         leeway=settings.auth_leeway_seconds,
         max_lifetime=settings.auth_max_token_lifetime_seconds,
-        keys=KeyStore(settings.jwks_refresh_seconds),
+        keys=KeyStore(
+            settings.jwks_refresh_seconds,
+            background=tuple(c.jwks_url for c in settings.trusted_clients if c.jwks_url),
+        ),
         replays=ReplayCache(replays, settings.replay_check_unavailable),
     )
     base = (settings.public_base_url or "").rstrip("/")

@@ -23,8 +23,10 @@ class Served:
         workers: int = 2,
         env: dict[str, str] | None = None,
         command: list[str] | None = None,
+        public_base_url: bool = False,
     ) -> None:
-        """``command``: another server to run instead (benchmarks' floor apps)."""
+        """``command``: another server to run instead (benchmarks' floor apps);
+        ``public_base_url``: set it to this server's own loopback URL (tokens' audience)."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         folder = Path(tempfile.mkdtemp(prefix="alpha1-serve-"))
@@ -34,6 +36,8 @@ class Served:
             "ALPHA1_CDS_DATABASE_URL": f"sqlite:///{folder}/cards.sqlite",
             **(env or {}),
         }
+        if public_base_url:
+            environment["ALPHA1_CDS_PUBLIC_BASE_URL"] = self.base
         self.database_url = environment["ALPHA1_CDS_DATABASE_URL"]
         command = [
             *(command or [str(Path(sys.executable).with_name("alpha1-cds")), "serve"]),
