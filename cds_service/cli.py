@@ -17,9 +17,7 @@ from .config import ConfigError, Settings
 from .pipeline import evaluate
 from .services import SERVICES
 
-# Milliseconds a client may take to send its request line and headers (granian closes the
-# connection after); the body has its own limit, `body_timeout`.
-HEADER_READ_TIMEOUT_MS = 5000
+FILE_DESCRIPTOR_ROOM = 1024  # files, sockets to the database and FHIR servers
 HOOKS = sorted({service.hook for service in SERVICES.values()})
 
 
@@ -110,6 +108,7 @@ def _serve(args: argparse.Namespace) -> int:
     except StoreStartError as error:
         print(f"alpha1-cds: {error}", file=sys.stderr)
         return 1
+    _raise_file_limit(settings.max_connections)
     Server(
         "cds_service.serving:application",
         factory=True,
@@ -120,13 +119,37 @@ def _serve(args: argparse.Namespace) -> int:
         loop=Loops.auto,
         http=HTTPModes.http1,
         websockets=False,
-        http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
+        # granian's default admits backlog / workers connections per worker (512 with two):
+        # about 1,024 idle connections then left no room for anyone (issue 24 item 7).
+        backlog=settings.connection_backlog,
+        backpressure=max(1, settings.max_connections // args.workers),
+        http1_settings=HTTP1Settings(header_read_timeout=int(settings.idle_timeout * 1000)),
         log_level=LogLevels.warning,
         log_dictconfig=logs.GRANIAN_LOGGING,
         respawn_failed_workers=True,
         workers_kill_timeout=10,
     ).serve()
     return 0
+
+
+def _raise_file_limit(connections: int) -> None:
+    """Each connection is a file descriptor: raise this process's soft limit (its workers
+    inherit it) towards ``connections`` plus room for files and the database, and say so in
+    one line when the hard limit is lower (a flood then meets accept errors early)."""
+    import resource
+
+    wanted = connections + FILE_DESCRIPTOR_ROOM
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted:
+        return
+    ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, ceiling), hard))
+    if ceiling < wanted:
+        print(
+            f"alpha1-cds: open files limited to {ceiling} (hard limit), below max_connections"
+            f" {connections} + {FILE_DESCRIPTOR_ROOM}: raise it (ulimit -Hn, LimitNOFILE)",
+            file=sys.stderr,
+        )
 
 
 def _load_patients(args: argparse.Namespace) -> int:

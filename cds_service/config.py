@@ -106,6 +106,13 @@ class Settings:
     # worker that run requests once they have fully arrived (`alpha1-cds serve`).
     body_timeout: float = 10.0
     request_threads: int = 8
+    # `alpha1-cds serve`: connections one instance holds open, idle ones included (shared
+    # among its workers; requests run on request_threads whatever this is), the kernel's
+    # queue of connections not yet accepted (capped by net.core.somaxconn), and the seconds
+    # a connection may take to send a request's headers, idle keep-alive time included.
+    max_connections: int = 20_000
+    connection_backlog: int = 4096
+    idle_timeout: float = 5.0
     log_level: str = "INFO"
     # Clinical policy where guidelines differ (README "Policy").
     fev1_window: str = DEFAULT_FEV1_WINDOW
@@ -167,9 +174,14 @@ class Settings:
             "fhir_max_bytes",
             "max_body_bytes",
             "request_threads",
+            "max_connections",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        if self.connection_backlog < 128:
+            raise ConfigError("connection_backlog must be at least 128")
+        if not 1 <= self.idle_timeout <= 60:
+            raise ConfigError("idle_timeout must be between 1 and 60 seconds")
         if self.retention_days < 0:
             raise ConfigError("retention_days must be 0 (keep) or a number of days")
         if "*" in self.cors_origins and self.cors_allow_credentials:

@@ -37,6 +37,9 @@ def test_environment_overrides_toml(tmp_path):
         ({"log_level": "LOUD"}, "log_level must be one of"),
         ({"public_base_url": "cds.example.org"}, "absolute http(s) URL"),
         ({"no_such_setting": "1"}, "unknown setting"),
+        ({"max_connections": "0"}, "max_connections must be at least 1"),
+        ({"connection_backlog": "16"}, "connection_backlog must be at least 128"),
+        ({"idle_timeout": "120"}, "idle_timeout must be between 1 and 60 seconds"),
     ],
 )
 def test_bad_settings_are_refused_with_a_reason(values, message):
@@ -57,3 +60,28 @@ def test_default_settings_with_auth_required_name_what_is_missing():
 
     with pytest.raises(ConfigError, match="needs public_base_url"):
         create_app({"max_body_bytes": "1024"})
+
+
+def test_serve_raises_its_open_file_limit_for_its_connections():
+    """Each held connection is a file descriptor: a soft limit of 1,024 (a common default)
+    would refuse connections long before max_connections."""
+    import resource
+    import subprocess
+    import sys
+
+    script = (
+        "import resource\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))\n"
+        "from cds_service.cli import _raise_file_limit\n"
+        "_raise_file_limit(4000)\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True
+    )
+    raised, hard = (int(value) for value in done.stdout.split())
+    wanted = 4000 + 1024  # the connections and room for files and the database
+    unlimited = hard == resource.RLIM_INFINITY
+    assert raised == (wanted if unlimited else min(wanted, hard))
+    assert ("raise it" in done.stderr) == (not unlimited and hard < wanted)
