@@ -17,7 +17,7 @@ from .cors import init_cors
 from .errors import Issue, ServiceError, operation_outcome
 from .responses import json_response
 from .routes import cds, public
-from .runtime import EXTENSION, Runtime
+from .runtime import EXTENSION, Runtime, runtime_of
 from .smart_app import init_smart_app
 from .store import Store
 
@@ -44,6 +44,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
             settings.patient_hash_key,
             settings.snooze_days,
             settings.retention_days,
+            spool_dir=settings.spool_dir,
         ),
     )
 
@@ -57,6 +58,15 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
 
     _register_errors(app)
     return app
+
+
+def close_app(app: Flask) -> None:
+    """Close what an app opened: its store writes what is queued (spooling what it cannot)
+    and closes its connections; its FHIR pool's threads end. What a worker does when it
+    stops, after its requests in flight are answered."""
+    runtime = runtime_of(app)
+    runtime.store.close()
+    runtime.executor.shutdown(wait=True)
 
 
 def _expose_timing_to_browsers(app: Flask) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from datetime import date
@@ -145,10 +146,12 @@ def _raise_file_limit(connections: int) -> None:
     ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, ceiling), hard))
     if ceiling < wanted:
-        print(
-            f"alpha1-cds: open files limited to {ceiling} (hard limit), below max_connections"
-            f" {connections} + {FILE_DESCRIPTOR_ROOM}: raise it (ulimit -Hn, LimitNOFILE)",
-            file=sys.stderr,
+        logs.event(
+            "open-files-limited",
+            logging.WARNING,
+            limit=ceiling,
+            wanted=wanted,
+            note="below max_connections plus room for files: raise it (ulimit -Hn, LimitNOFILE)",
         )
 
 

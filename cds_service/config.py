@@ -142,6 +142,10 @@ class Settings:
     # ("postgresql+psycopg://user@host/db"). The key, when set, stores a keyed hash of the
     # patient id with each issued card; without it no patient reference is stored at all.
     database_url: str = "sqlite:///alpha1-cds.sqlite"
+    # Where issued cards the database could not take in time are kept until it can (a
+    # stop during an outage, a full queue). Unset: beside the SQLite file, or
+    # ./alpha1-cds-spool for PostgreSQL; on a disk that survives a restart.
+    spool_dir: str | None = None
     # Secret for the keyed hash of patient ids (overrides are remembered per patient). Unset:
     # a random key is made at first start and kept in the database (README, "Feedback").
     patient_hash_key: str | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from flask import current_app
+from flask import Flask, current_app
 
 from hooks import Policy
 
@@ -25,3 +25,9 @@ class Runtime:
 
 def runtime() -> Runtime:
     return current_app.extensions[EXTENSION]
+
+
+def runtime_of(app: Flask) -> Runtime:
+    """The runtime of ``app`` outside a request (a worker starting or stopping)."""
+    runtime: Runtime = app.extensions[EXTENSION]
+    return runtime

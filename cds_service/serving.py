@@ -63,18 +63,29 @@ class WsgiBridge:
     """An RSGI application running a WSGI app once its request has fully arrived."""
 
     def __init__(
-        self, app: WsgiApp, *, threads: int, body_timeout: float, max_body_bytes: int
+        self,
+        app: WsgiApp,
+        *,
+        threads: int,
+        body_timeout: float,
+        max_body_bytes: int,
+        on_stop: Callable[[], None] = lambda: None,
     ) -> None:
         self.app = app
         self.body_timeout = body_timeout
         self.max_body_bytes = max_body_bytes
+        self.on_stop = on_stop
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="request")
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         """Granian calls this once per worker; nothing to prepare."""
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Granian calls this when the worker stops (SIGTERM to the server): the requests in
+        flight finish, then ``on_stop`` (the store writes its queued cards). It must: the
+        worker then ends without running atexit handlers."""
         self.pool.shutdown(wait=True, cancel_futures=False)
+        self.on_stop()
 
     async def __rsgi__(self, scope: Scope, protocol: Any) -> None:
         arrival = time.monotonic()
@@ -235,16 +246,19 @@ def _outcome(code: str, message: str) -> bytes:
 
 def application() -> WsgiBridge:
     """Granian's factory target, called in each worker: settings from the environment."""
-    from .app import create_app
+    from .app import close_app, create_app
+    from .runtime import runtime_of
 
     settings = Settings.load()
     logs.configure(settings.log_level)
     app = create_app(settings)
+    runtime_of(app).store.start()  # cards a stopped worker spooled are written now
     bridge = WsgiBridge(
         app,
         threads=settings.request_threads,
         body_timeout=settings.body_timeout,
         max_body_bytes=settings.max_body_bytes,
+        on_stop=lambda: close_app(app),
     )
     settle_collector()
     return bridge

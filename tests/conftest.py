@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
 from cds_service import create_app, pipeline
-from cds_service.runtime import EXTENSION
+from cds_service.app import close_app
 
 from .support.conformance import assert_conformant
 
@@ -72,9 +72,7 @@ def app() -> Iterator[Flask]:
 def close(app: Flask) -> None:
     """Close what an app opened (its store's connections, its FHIR pool's threads and their
     sockets): a test suite that makes an app per test otherwise runs out of descriptors."""
-    runtime = app.extensions[EXTENSION]
-    runtime.store.close()
-    runtime.executor.shutdown(wait=True)
+    close_app(app)
 
 
 @pytest.fixture

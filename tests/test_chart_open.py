@@ -294,27 +294,28 @@ def test_the_liver_work_up_is_one_orderable_per_resource(client):
     assert all(len(suggestions[uuid]["actions"]) == 1 for uuid in item["suggestions"])
 
 
-def test_a_stuck_snapshot_reload_holds_no_other_hook(app, monkeypatch):
+def test_a_stuck_snapshot_reload_holds_no_other_hook():
     """A frozen database may hold the one thread that reloads overrides; every other hook
     call goes on with the snapshot it has."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    store = app.extensions["alpha1_cds"].store
+    from cds_service.store.overrides import Overrides
+
     started, release = threading.Event(), threading.Event()
 
-    def stuck_reload():
+    def stuck_load(_now):
         started.set()
         release.wait(10)
+        return []
 
-    monkeypatch.setattr(store, "_reload_snoozes", stuck_reload)
-    store._snoozes_loaded = float("-inf")
-    reloading = threading.Thread(target=store.hidden_topics, args=("a-patient-key",))
+    overrides = Overrides(engine=None, snooze_days={}, load=stuck_load)
+    reloading = threading.Thread(target=overrides.hidden_topics, args=("a-patient-key",))
     reloading.start()
     try:
         assert started.wait(5)
         with ThreadPoolExecutor(1) as pool:
-            other = pool.submit(store.hidden_topics, "a-patient-key")
+            other = pool.submit(overrides.hidden_topics, "a-patient-key")
             assert other.result(timeout=5) == frozenset()  # answered while the reload is stuck
     finally:
         release.set()

@@ -65,6 +65,7 @@ def test_default_settings_with_auth_required_name_what_is_missing():
 def test_serve_raises_its_open_file_limit_for_its_connections():
     """Each held connection is a file descriptor: a soft limit of 1,024 (a common default)
     would refuse connections long before max_connections."""
+    import json
     import resource
     import subprocess
     import sys
@@ -73,7 +74,9 @@ def test_serve_raises_its_open_file_limit_for_its_connections():
         "import resource\n"
         "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))\n"
+        "from cds_service import logs\n"
         "from cds_service.cli import _raise_file_limit\n"
+        "logs.configure('INFO')\n"
         "_raise_file_limit(4000)\n"
         "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)\n"
     )
@@ -84,4 +87,6 @@ def test_serve_raises_its_open_file_limit_for_its_connections():
     wanted = 4000 + 1024  # the connections and room for files and the database
     unlimited = hard == resource.RLIM_INFINITY
     assert raised == (wanted if unlimited else min(wanted, hard))
-    assert ("raise it" in done.stderr) == (not unlimited and hard < wanted)
+    said = [json.loads(line) for line in done.stderr.splitlines()]  # JSON lines, as all logs
+    limited = [line for line in said if line["event"] == "open-files-limited"]
+    assert bool(limited) == (not unlimited and hard < wanted)

@@ -349,7 +349,7 @@ def test_feedback_while_the_store_is_down_is_a_503_with_retry_after(app, client,
     def down(*_args, **_kwargs):
         raise sa.exc.OperationalError("INSERT", {}, Exception("server closed the connection"))
 
-    monkeypatch.setattr(store, "_store_feedback", down)
+    monkeypatch.setattr(store.engine, "begin", down)
     answer = client.post(FEEDBACK_URL, json={"feedback": [overridden(card)]})
     assert answer.status_code == 503
     assert answer.headers["Retry-After"] == "30"
@@ -359,7 +359,7 @@ def test_feedback_while_the_store_is_down_is_a_503_with_retry_after(app, client,
 @pytest.fixture
 def sqlite_app(tmp_path, monkeypatch):
     """A service on SQLite whose feedback waits 2 s for the store (1 + 1), not 4."""
-    monkeypatch.setattr("cds_service.store.STORE_WAIT_SECONDS", 1)
+    monkeypatch.setattr("cds_service.store.feedback_log.STORE_WAIT_SECONDS", 1)
     app = create_app({**TEST_SETTINGS, "database_url": f"sqlite:///{tmp_path / 'f.sqlite'}"})
     app.test_client_class = ConformanceClient
     yield app
@@ -417,7 +417,7 @@ def test_issued_cards_are_retried_not_dropped(app, client, monkeypatch):
             raise sa.exc.OperationalError("INSERT", {}, Exception("database is locked"))
         return real_begin()
 
-    monkeypatch.setattr("cds_service.store.time.sleep", lambda _s: None)
+    store.cards.retry_first = 0.0  # retried at once
     monkeypatch.setattr(store.engine, "begin", flaky_begin)
     cards = issue_cards(app, client)
     monkeypatch.setattr(store.engine, "begin", real_begin)
