@@ -15,6 +15,7 @@ from fhir_mappings.fhirjson import bundle_resources
 
 from . import logs, urls
 from .config import ConfigError, Settings
+from .explain import format_explanation
 from .pipeline import evaluate
 from .services import SERVICES
 
@@ -40,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--hook", choices=HOOKS, default="patient-view")
     run.add_argument("--json", action="store_true", help="print the raw CDS Hooks response")
     run.add_argument("--date", type=date.fromisoformat, help="evaluate as of this date")
+    run.add_argument(
+        "--explain",
+        action="store_true",
+        help="after the cards: each card's rule branch, suppressed and hidden topics, "
+        "what could not be read, and every criterion as judged",
+    )
 
     report = commands.add_parser("feedback-report", help="acceptance and override rates per topic")
     report.add_argument("--since", type=date.fromisoformat, help="cards issued on or after DATE")
@@ -121,7 +128,7 @@ def _serve(args: argparse.Namespace) -> int:
         http=HTTPModes.http1,
         websockets=False,
         # granian's default admits backlog / workers connections per worker (512 with two):
-        # about 1,024 idle connections then left no room for anyone (issue 24 item 7).
+        # about 1,024 idle connections then left no room for anyone.
         backlog=settings.connection_backlog,
         backpressure=max(1, settings.max_connections // args.workers),
         http1_settings=HTTP1Settings(header_read_timeout=int(settings.idle_timeout * 1000)),
@@ -240,6 +247,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(format_cards(result.response["cards"]))
         for note in result.unread_notes:  # said where the integrator looks first
             print(f"could not be read: {note}")
+    if args.explain and result.explanation is not None:
+        print(f"\n{format_explanation(result.explanation)}")
     return 0
 
 

@@ -30,6 +30,17 @@ class Evaluation:
     # goes to the log line), and the notes themselves for the command line.
     unread: dict[str, int] = field(default_factory=dict)
     unread_notes: list[str] = field(default_factory=list)
+    # Why the rest was not shown: suppressed and hidden topics, every judgement (--explain).
+    explanation: hooks.Explanation | None = None
+
+    def counts(self) -> dict[str, int]:
+        """For the log line: how many topics were suppressed or hidden (no patient data)."""
+        if self.explanation is None:
+            return {}
+        return {
+            "suppressed": len(self.explanation.suppressed),
+            "hidden": len(self.explanation.hidden),
+        }
 
 
 def evaluate(
@@ -52,14 +63,15 @@ def evaluate(
     facts = map_patient(resources, as_of or today(), incomplete, policy.lookbacks, drafts)
     timings["map"] = elapsed_ms(started)
     started = time.perf_counter()
-    recommendations = hooks.evaluate(hook, facts, policy, hidden)
+    explanation = hooks.explain(hook, facts, policy, hidden)
+    recommendations = explanation.recommendations
     timings["rules"] = elapsed_ms(started)
     started = time.perf_counter()
     response = render_response(recommendations, patient_id, _by_reference(resources), app_url)
     timings["render"] = elapsed_ms(started)
     unread = {concept: len(notes) for concept, notes in sorted(facts.unreadable.items())}
-    notes = [note.text for found in facts.unreadable.values() for note in found]
-    return Evaluation(response, [r.topic for r in recommendations], timings, unread, notes)
+    topics = [r.topic for r in recommendations]
+    return Evaluation(response, topics, timings, unread, list(explanation.notes), explanation)
 
 
 def today() -> date:

@@ -95,6 +95,10 @@ def invoke(service_id: str) -> Response:
         topics=result.topics,
         # Records that could not be read, by concept name and count: never their values.
         unread=result.unread,
+        # Topics a stronger one suppressed, or an override hid; notes the FHIR server sent
+        # with its answers (OperationOutcome entries): counted, never their text.
+        **result.counts(),
+        serverNotes=len(gathered.notes),
         fetched=gathered.fetched,
         resources=len(gathered.resources),
         ms=elapsed_ms(started),

@@ -134,6 +134,16 @@ def _above_range(resource: Json) -> bool | None:
     return None
 
 
+def _as_written(resource: Json) -> str:
+    """A value that could not be read, as the record has it: "158 stone", "'about 80'" or
+    "without a value", never "None None"."""
+    value, unit = _quantity(resource)
+    if value is not None:
+        return f"{value:g} {unit or '(no unit)'}"
+    text = _value_text(resource)
+    return f"'{text}'" if text else "without a value"
+
+
 def _value_text(resource: Json) -> str | None:
     if isinstance(resource.get("valueString"), str):
         return resource["valueString"]
@@ -381,7 +391,8 @@ def _fev1_predicted(
         None if value is None else value / 1000 if unit == "mL" else value if unit == "L" else None
     )
     if litres is None:
-        facts.cannot_read(SPIROMETRY, source, f"FEV1 predicted {value} {unit} cannot be read")
+        written = _as_written(resource)
+        facts.cannot_read(SPIROMETRY, source, f"FEV1 predicted {written} cannot be read")
         return
     if _plausible("fev1_volume", litres, "FEV1 predicted (L)", source, facts):
         _measure(facts, concept, litres, "L", resource, source)
@@ -432,7 +443,7 @@ def _weight(
     if value is None and resource.get("status") == "registered":
         return
     if value is None or factor is None or value <= 0:
-        note = f"body weight {value} {unit} cannot be read; not used"
+        note = f"body weight {_as_written(resource)} cannot be read; not used"
         facts.cannot_read("body_weight", source, note)
         return
     _measure(facts, concept, value * factor, "kg", resource, source)

@@ -10,6 +10,7 @@ guideline statements and thresholds in ``data/``. No rule module imports another
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from fhir_mappings import PatientFacts
 
@@ -97,13 +98,43 @@ SUPPRESSED_BY: dict[str, frozenset[str]] = {
 AFTER_DEATH: tuple[Rule, ...] = (diagnosis.family_testing,)
 
 
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """What ``evaluate`` decided and why the rest was not shown: the "evaluate every
+    definition" view of a CQL author, for ``alpha1-cds evaluate --explain`` and the log."""
+
+    recommendations: list[Recommendation]
+    # Topics a rule produced but a stronger topic dropped: topic -> the topics that did.
+    suppressed: dict[str, tuple[str, ...]]
+    # Topics a rule produced but a clinician's override hides for this patient.
+    hidden: tuple[str, ...]
+    # Records on the chart that could not be read, said in words.
+    notes: tuple[str, ...]
+    context: Context
+
+    def judgements(self) -> dict[str, tuple[Judgement, ...]]:
+        """Every criterion of each therapy, judged (computed here if no rule asked)."""
+        return self.context.judgements()
+
+
 def evaluate(
     hook: str,
     facts: PatientFacts,
     policy: Policy | None = None,
     hidden: frozenset[str] = frozenset(),
 ) -> list[Recommendation]:
-    """Run the rules of ``hook``: at most one recommendation per topic, none contradicting.
+    """Run the rules of ``hook``: at most one recommendation per topic, none contradicting
+    (``explain`` says what was left out, and why)."""
+    return explain(hook, facts, policy, hidden).recommendations
+
+
+def explain(
+    hook: str,
+    facts: PatientFacts,
+    policy: Policy | None = None,
+    hidden: frozenset[str] = frozenset(),
+) -> Explanation:
+    """The recommendations of ``hook``, with what was suppressed and hidden.
 
     For a deceased patient every patient-directed card is withheld (DESIGN, "Deceased
     patients"); family testing remains, with the death noted on it. ``hidden`` topics
@@ -119,14 +150,17 @@ def evaluate(
         recommendation = rule(ctx)
         if recommendation is not None and recommendation.topic not in found:
             found[recommendation.topic] = recommendation
-    shown = [
-        rec
-        for topic, rec in found.items()
-        if not SUPPRESSED_BY.get(topic, frozenset()) & found.keys() and topic not in hidden
-    ]
+    suppressed = {
+        topic: tuple(sorted(SUPPRESSED_BY.get(topic, frozenset()) & found.keys()))
+        for topic in found
+    }
+    suppressed = {topic: by for topic, by in suppressed.items() if by}
+    overridden = tuple(topic for topic in found if topic in hidden and topic not in suppressed)
+    shown = [rec for topic, rec in found.items() if topic not in suppressed and topic not in hidden]
     if hook == "patient-view" and policy.reminders == "checklist":
-        return checklist.gather(shown)
-    return shown
+        shown = checklist.gather(shown)
+    notes = tuple(note.text for found_notes in facts.unreadable.values() for note in found_notes)
+    return Explanation(shown, suppressed, overridden, notes, ctx)
 
 
 __all__ = [
@@ -135,6 +169,7 @@ __all__ = [
     "Context",
     "CorrectDose",
     "Evidence",
+    "Explanation",
     "Judgement",
     "Necessity",
     "OrderService",
@@ -148,4 +183,5 @@ __all__ = [
     "StopOrder",
     "SuggestedAction",
     "evaluate",
+    "explain",
 ]

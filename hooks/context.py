@@ -12,6 +12,7 @@ from .assessment import Smoking, smoking_state
 from .immunoglobulin.criteria import IgCriteria
 from .immunoglobulin.criteria import judge as judge_immunoglobulin
 from .policy import Policy
+from .recommendation import Judgement
 
 
 class Context:
@@ -33,3 +34,7 @@ class Context:
     @cached_property
     def smoking(self) -> Smoking:
         return smoking_state(self.facts, self.policy)
+
+    def judgements(self) -> dict[str, tuple[Judgement, ...]]:
+        """Each therapy's criteria as judged for this patient, by therapy."""
+        return {"a1pi": tuple(self.a1pi), "immunoglobulin": self.immunoglobulin.judgements()}

@@ -162,15 +162,37 @@ class Words:
     def __init__(self, package: str, *path: str) -> None:
         self.package = package
         self.path = path
+        # The area the words belong to: the folder of a therapy's own words.json ("a1pi"),
+        # else the file's name ("diagnosis").
+        folders = (package.rsplit(".", 1)[-1], *path[:-1])
+        file = path[-1].removesuffix(".json")
+        self.area = folders[-1] if file == "words" else file
 
     @property
     def templates(self) -> dict[str, str]:
         return _templates(self.package, self.path)
 
-    def __call__(self, key: str, /, **values: Any) -> str:
+    def __call__(self, key: str, /, **values: Any) -> str:  # a Said: text that knows its key
         # str.format_map (C) rather than string.Formatter (Python): card words are rendered
         # dozens of times per hook call.
-        return _templates(self.package, self.path)[key].format_map(_Values(values))
+        text = _templates(self.package, self.path)[key].format_map(_Values(values))
+        return Said(text, f"{self.area}/{key}")
+
+
+class Said(str):
+    """Words rendered from a template that remember their key (``a1pi/candidate.summary``):
+    a recommendation's summary names the branch of the rule that produced it, for
+    ``alpha1-cds evaluate --explain`` and the integrator, without the rules saying it twice."""
+
+    key: str
+
+    def __new__(cls, text: str, key: str) -> Said:
+        said = super().__new__(cls, text)
+        said.key = key
+        return said
+
+    def __reduce__(self) -> tuple[type[Said], tuple[str, str]]:
+        return (Said, (str(self), self.key))  # pickles and copies keep the key
 
 
 class _Values(dict[str, Any]):

@@ -157,6 +157,9 @@ class Recommendation:
     necessity: Necessity | None = None
     # For the care checklist: the reminders it gathers, each a recommendation of its own.
     items: tuple[Recommendation, ...] = ()
+    # The branch of the rule that produced it: the words key of its summary without the
+    # last part ("a1pi/candidate"), or the topic when the summary was not from a template.
+    branch: str = ""
 
     def __post_init__(self) -> None:
         topic = topics().get(self.topic)
@@ -164,5 +167,8 @@ class Recommendation:
             raise ValueError(f"unknown topic {self.topic!r}")
         if not self.indicator:
             object.__setattr__(self, "indicator", topic.indicator)
+        if not self.branch:
+            key = getattr(self.summary, "key", "")
+            object.__setattr__(self, "branch", key.rsplit(".", 1)[0] if key else self.topic)
         if not self.evidence:
             raise ValueError("a recommendation must cite at least one guideline")

@@ -34,3 +34,27 @@ def test_evaluate_reports_bad_input_without_a_traceback(tmp_path, capsys):
     not_bundle.write_text('{"resourceType": "Patient", "id": "x"}')
     assert main(["evaluate", str(not_bundle)]) == 2
     assert "is not a FHIR Bundle" in capsys.readouterr().err
+
+
+def test_evaluate_explain_says_why_each_card_fired_and_why_others_did_not(capsys):
+    """Issue 27: an integrator told "the card asked for a weight that is on record" can
+    trace it: the rule's branch, the topic a stronger one suppressed, the record that could
+    not be read (as written), and every criterion as judged."""
+    path = FIXTURES / "patients" / "explain-zz-weight-in-words.json"
+    assert main(["evaluate", str(path), "--date", "2026-11-21", "--explain"]) == 0
+    out = capsys.readouterr().out
+    assert "augmentation-workup-incomplete  a1pi/workup" in out
+    assert "spirometry-due  by augmentation-workup-incomplete" in out
+    assert "body weight 'about 80' cannot be read; not used" in out
+    assert "None" not in out
+    assert (
+        "unknown  FEV1 % predicted in the policy window: no FEV1 % predicted within 365 days" in out
+    )
+    assert "Criteria: immunoglobulin:" in out
+
+
+def test_evaluate_without_explain_prints_cards_only(capsys):
+    """The near miss: the explanation is asked for, not printed by default."""
+    path = FIXTURES / "patients" / "explain-zz-weight-in-words.json"
+    assert main(["evaluate", str(path), "--date", "2026-11-21"]) == 0
+    assert "Suppressed by a stronger topic" not in capsys.readouterr().out

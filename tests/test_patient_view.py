@@ -91,6 +91,10 @@ TABLE: dict[str, tuple[dict[str, str], set[str]]] = {
         {"augmentation-workup-incomplete": "info"},
         {"augmentation-candidate", "spirometry-due"},
     ),
+    "explain-zz-weight-in-words": (
+        {"augmentation-workup-incomplete": "info"},
+        {"augmentation-candidate", "spirometry-due"},
+    ),
     "contraindicated-anaphylaxis-on-a1pi": (
         {"augmentation-contraindicated": "critical"},
         {"augmentation-candidate", "augmentation-dose-check"},

@@ -51,6 +51,30 @@ def test_rule_table_without_flask(fixture, expected, forbidden):
     assert not forbidden & found.keys()
 
 
+def test_every_recommendation_names_the_branch_that_produced_it():
+    """The branch is its summary's words key ("a1pi/workup"), for every card of every
+    fixture in every hook, never the topic stand-in of a summary typed in code."""
+    for fixture in ALL_FIXTURES:
+        facts = facts_of(list(bundle_resources(load_bundle(fixture))))
+        for hook in ("patient-view", "order-sign"):
+            for recommendation in topics_of(hooks.evaluate(hook, facts)).values():
+                where = (fixture, recommendation.topic, recommendation.branch)
+                assert "/" in recommendation.branch, where
+                assert not recommendation.branch.endswith("/"), where
+
+
+def test_explain_names_what_was_suppressed_and_what_an_override_hid():
+    facts = facts_of(list(bundle_resources(load_bundle("explain-zz-weight-in-words"))))
+    explained = hooks.explain("patient-view", facts, hidden=frozenset({"family-testing"}))
+    assert explained.suppressed == {"spirometry-due": ("augmentation-workup-incomplete",)}
+    assert explained.hidden == ("family-testing",)
+    assert "family-testing" not in topics_of(explained.recommendations)
+    assert explained.notes == ("body weight 'about 80' cannot be read; not used",)
+    assert explained.recommendations == hooks.evaluate(
+        "patient-view", facts, hidden=frozenset({"family-testing"})
+    )
+
+
 # --- one answer in both hooks -------------------------------------------------------------
 
 

@@ -169,3 +169,18 @@ def test_the_call_logs_what_could_not_be_read_by_name_never_its_value(client, ca
     assert hook.fields["unread"] == {"body_weight": 1}
     assert "11.3" not in str(hook.fields)
     assert "stone" not in str(hook.fields)
+
+
+def test_the_hook_line_counts_suppressed_and_hidden_topics_and_server_notes(client, caplog):
+    """Issue 27: what was left out leaves a trace in the log, as counts (no patient data)."""
+    import logging
+
+    bundle = load_bundle("explain-zz-weight-in-words")
+    with caplog.at_level(logging.INFO, logger="alpha1_cds"):
+        client.post("/cds-services/aatd-patient-view", json=hook_request(bundle))
+    [hook] = [r for r in caplog.records if r.getMessage() == "hook"]
+    assert hook.fields["suppressed"] == 1  # spirometry-due, by the work-up card
+    assert hook.fields["hidden"] == 0
+    assert hook.fields["serverNotes"] == 0
+    assert hook.fields["unread"] == {"body_weight": 1}
+    assert "about 80" not in str(hook.fields)

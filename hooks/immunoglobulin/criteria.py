@@ -66,6 +66,10 @@ class IgCriteria:
     # An IgG on record that could not be read (never "no IgG"), or None.
     unread_igg: Reason | None = None
 
+    def judgements(self) -> tuple[Judgement, ...]:
+        """Every criterion judged: the AAAAI row, anti-IgA, and the trough."""
+        return (self.criteria, self.anti_iga, self.trough)
+
     @property
     def criteria(self) -> Judgement:
         """The AAAAI row of a medical-necessity statement (unknown without an IgG)."""
