@@ -34,7 +34,7 @@ from .timing import elapsed_ms
 
 REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti"]
 # One JWKS fetch may take this long in all (connect, headers and body): a hanging or
-# trickling key host holds a request thread no longer (issue 24 item 8).
+# trickling key host holds a request thread no longer.
 JWKS_TIMEOUT_SECONDS = 1.0
 JWKS_MAX_BYTES = 256 * 1024  # a key set is a few KB
 JWKS_MAX_AGE_SECONDS = 3600.0  # a set older than this is fetched again (the old one kept)

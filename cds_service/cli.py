@@ -117,6 +117,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"alpha1-cds: {error}", file=sys.stderr)
         return 1
     _raise_file_limit(settings.max_connections)
+    print(_listening(args, settings), flush=True)
     Server(
         "cds_service.serving:application",
         factory=True,
@@ -138,6 +139,19 @@ def _serve(args: argparse.Namespace) -> int:
         workers_kill_timeout=10,
     ).serve()
     return 0
+
+
+def _listening(args: argparse.Namespace, settings: Settings) -> str:
+    """One line on stdout (the JSON log is on stderr) saying where the service answers, how
+    it checks clients, and where it keeps cards: what a first run needs to know."""
+    import sqlalchemy as sa
+
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    store = sa.engine.make_url(settings.database_url).render_as_string(hide_password=True)
+    return (
+        f"alpha1-cds: serving http://{host}:{args.port}/cds-services"
+        f" (auth {settings.auth_mode}, {args.workers} workers, store {store})"
+    )
 
 
 def _raise_file_limit(connections: int) -> None:

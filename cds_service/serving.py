@@ -2,11 +2,11 @@
 
 Why not a plain WSGI server: a WSGI server hands a request to a thread as soon as its
 headers arrive, and the thread then blocks reading the body. Clients that send their body a
-byte at a time (or never) park every thread, and nothing else is answered (issue 14
-finding 1, issue 17 item 12). Here granian reads headers (with its own header-read
-timeout) and this bridge reads the body on the event loop, where a waiting client costs a
-coroutine, not a thread: under a size cap and a deadline (413 / 408 with an
-OperationOutcome). Only complete requests reach the thread pool that runs the app.
+byte at a time (or never) park every thread, and nothing else is answered (measured with
+gunicorn's threaded workers: a few dozen such connections). Here granian reads headers
+(with its own header-read timeout) and this bridge reads the body on the event loop, where
+a waiting client costs a coroutine, not a thread: under a size cap and a deadline (413 / 408
+with an OperationOutcome). Only complete requests reach the thread pool that runs the app.
 
 The bridge also stamps each request with its arrival time (``ARRIVAL``), so the hook's
 deadline counts time spent queued for a thread, and answers a failure of the app itself

@@ -3,8 +3,8 @@
 Descriptive only: no rule reads it, and no threshold turns it into advice (the reference
 deliberately excludes "rapid decliner" definitions: there is no accepted number). It is
 computed only from enough data to mean something: at least MIN_VALUES post-bronchodilator
-FEV1 volumes spanning at least MIN_SPAN_YEARS (the SMART app's specification, issue 16);
-fewer or pre-bronchodilator values give no figure, and the app says why.
+FEV1 volumes spanning at least MIN_SPAN_YEARS (the least the SMART app's specification
+set for a trend); fewer or pre-bronchodilator values give no figure, and the app says why.
 """
 
 from __future__ import annotations

@@ -312,3 +312,32 @@ def test_ten_thousand_idle_connections_leave_hook_calls_answered(served):
         for connection in idle:
             connection.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_serve_says_where_it_listens_how_it_checks_clients_and_where_it_keeps_cards(tmp_path):
+    """A first run should not have to guess the URL, the auth mode or the store."""
+    import os
+    import subprocess
+    import sys
+
+    from cds_service.sekmet import free_port
+
+    port = free_port()
+    env = os.environ | {"ALPHA1_CDS_DATABASE_URL": f"sqlite:///{tmp_path}/cards.sqlite"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cds_service.cli", "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()
+    finally:
+        server.terminate()
+        server.communicate(timeout=15)  # and closes the pipe
+    assert first.strip() == (
+        f"alpha1-cds: serving http://127.0.0.1:{port}/cds-services"
+        f" (auth off, 2 workers, store sqlite:///{tmp_path}/cards.sqlite)"
+    )
