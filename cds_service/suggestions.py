@@ -18,7 +18,7 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from pydantic import ValidationError
 
-from fhir_mappings import terminology
+from fhir_mappings import medications, terminology
 from hooks import (
     CorrectDose,
     OrderService,
@@ -28,9 +28,9 @@ from hooks import (
     StopOrder,
     SuggestedAction,
 )
+from hooks.knowledge import bound_numbers, thresholds
 
 Resources = Mapping[str, Mapping[str, Any]]  # "Type/id" -> resource as received
-A1PI_TEXT = "Alpha-1 proteinase inhibitor (human): Prolastin-C, Aralast NP, Zemaira or Glassia"
 NDC = "http://hl7.org/fhir/sid/ndc"
 
 
@@ -158,8 +158,13 @@ def _service_order(action: OrderService, patient_id: str, reason: str) -> dict[s
     return _service_request(code, patient_id, reason)
 
 
+def _a1pi_text() -> str:
+    """The generic name and the brands, from the one product list."""
+    return f"{medications.class_display('a1pi')}: {bound_numbers()['a1pi_brands_or']}"
+
+
 def _weekly_dose(dose_mg: float, rate_ml_per_kg_min: float | None = None) -> dict[str, Any]:
-    """60 mg/kg IV once weekly, with the product's labelled infusion rate when known."""
+    """The labelled dose IV once weekly, with the product's labelled infusion rate when known."""
     dose_and_rate: dict[str, Any] = {
         "doseQuantity": {
             "value": round(dose_mg),
@@ -178,7 +183,8 @@ def _weekly_dose(dose_mg: float, rate_ml_per_kg_min: float | None = None) -> dic
         }
         rate = f"at {rate_ml_per_kg_min:g} mL/kg/min"
     return {
-        "text": f"{dose_mg:,.0f} mg (60 mg/kg) IV once weekly, {rate}",
+        "text": f"{dose_mg:,.0f} mg ({thresholds().a1pi_dose_mg_per_kg_week:g} mg/kg) IV once"
+        f" weekly, {rate}",
         "route": {"coding": [_order_code("intravenous")]},
         "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "wk"}},
         "doseAndRate": [dose_and_rate],
@@ -186,9 +192,9 @@ def _weekly_dose(dose_mg: float, rate_ml_per_kg_min: float | None = None) -> dic
 
 
 def _augmentation(action: PrescribeAugmentation, patient_id: str, reason: str) -> dict[str, Any]:
-    """One labelled product, by its NDC product code, at 60 mg/kg and its labelled rate."""
+    """One labelled product, by its NDC product code, at the labelled dose and rate."""
     product = action.product
-    medication: dict[str, Any] = {"text": A1PI_TEXT}
+    medication: dict[str, Any] = {"text": _a1pi_text()}
     rate = None
     if product is not None:
         ndc = {"system": NDC, "code": product.ndc, "display": product.display}

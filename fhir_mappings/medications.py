@@ -9,7 +9,7 @@ mg/kg/week (A1PI) and g/kg per dose (immune globulin) with the latest weight, af
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
@@ -30,7 +30,47 @@ PER_KG_TO_MG = {"mg/kg": 1, "g/kg": 1000}
 
 @cache
 def _classes() -> dict[str, dict[str, Any]]:
-    return load_data("medications.json")
+    """The data file's classes, each product's own word joined to the generic words."""
+    return {
+        name: {**entry, "words": _words(entry)}
+        for name, entry in load_data("medications.json").items()
+    }
+
+
+def _words(entry: Mapping[str, Any]) -> list[str]:
+    products = [p["word"] for p in entry["ndc_products"] if p.get("word")]
+    return list(dict.fromkeys([*products, *entry["words"]]))
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    """A product of a medication class that the cards offer (``offer`` in the data file)."""
+
+    display: str
+    brand: str
+    ndc: str
+    rate_ml_per_kg_min: float | None
+
+
+@cache
+def offered_products(name: str) -> tuple[Product, ...]:
+    """The products of class ``name`` offered on cards, in the data file's order."""
+    return tuple(
+        Product(p["display"], p["brand"], p["code"], p.get("rate_ml_per_kg_min"))
+        for p in _classes()[name]["ndc_products"]
+        if p.get("offer")
+    )
+
+
+@cache
+def brands(name: str) -> tuple[str, ...]:
+    """The brand names of the offered products of class ``name``, each once."""
+    return tuple(dict.fromkeys(product.brand for product in offered_products(name)))
+
+
+def class_display(name: str) -> str:
+    """The class's generic name ("Alpha-1 proteinase inhibitor (human)")."""
+    return str(_classes()[name]["display"])
 
 
 # The three 10-digit NDC layouts (labeler-product-package) and the 11-digit 5-4-2 form that

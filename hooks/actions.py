@@ -8,8 +8,9 @@ from __future__ import annotations
 from functools import cache
 
 from fhir_mappings import MedicationOrder
+from fhir_mappings.medications import offered_products
 
-from .knowledge import Words, read_json
+from .knowledge import Words
 from .recommendation import (
     A1piProduct,
     CorrectDose,
@@ -60,10 +61,10 @@ IGA_LEVEL = _test("iga", "iga")
 
 @cache
 def a1pi_products() -> tuple[A1piProduct, ...]:
-    """The labelled products, from data/a1pi_products.json."""
+    """The labelled products offered, from the one product list (fhir_mappings'
+    data/medications.json, which also reads them on orders)."""
     return tuple(
-        A1piProduct(key, e["display"], e["ndc"], e["rate_ml_per_kg_min"])
-        for key, e in read_json("data", "a1pi_products.json").items()
+        A1piProduct(p.ndc, p.display, p.ndc, p.rate_ml_per_kg_min) for p in offered_products("a1pi")
     )
 
 

@@ -19,6 +19,7 @@ from importlib.resources.abc import Traversable
 from typing import Any
 
 from fhir_mappings.aat import constants
+from fhir_mappings.medications import brands
 
 TOPIC_SYSTEM = "urn:alpha1-cds:topic"
 OVERRIDE_REASON_SYSTEM = "urn:alpha1-cds:override-reason"
@@ -93,9 +94,16 @@ def topics() -> dict[str, Topic]:
 
 @cache
 def guidelines() -> dict[str, Guideline]:
+    """The guidelines cited, their titles' placeholders bound (the A1PI brands)."""
     return {
-        gid: Guideline(gid, **entry) for gid, entry in read_json("data", "guidelines.json").items()
+        gid: Guideline(gid, **{**entry, "title": entry["title"].format_map(_Values({}))})
+        for gid, entry in read_json("data", "guidelines.json").items()
     }
+
+
+def _listed(names: tuple[str, ...], last: str) -> str:
+    """Names joined as in prose: "a, b or c"."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {last} {names[-1]}"
 
 
 @cache
@@ -121,6 +129,9 @@ def bound_numbers() -> Mapping[str, Any]:
     bound["protective_umol_l"] = aat.protective_umol_l
     bound["protective_mg_dl"] = aat.protective_mg_dl
     bound["zz_unexpectedly_normal_umol_l"] = aat.zz_unexpectedly_normal_umol_l
+    # The A1PI brands, from the one product list: prose names them by this placeholder.
+    bound["a1pi_brands"] = ", ".join(brands("a1pi"))
+    bound["a1pi_brands_or"] = _listed(brands("a1pi"), "or")
     for profile, window in read_json("data", "policy.json").items():
         prefix = profile.split("-")[0]  # a1f, cts
         bound[f"{prefix}_recommend_max"] = window["recommend_max"]

@@ -320,3 +320,61 @@ def test_a_stuck_snapshot_reload_holds_no_other_hook():
     finally:
         release.set()
         reloading.join(5)
+
+
+def test_a_fifth_a1pi_product_is_one_row_of_one_data_file(client, monkeypatch):
+    """Issue 27: adding a product took ten files (two product lists, six prose copies of
+    the brand list, a constant in suggestions.py). Now one row of
+    fhir_mappings/data/medications.json is offered on the candidate card, named wherever
+    the brands are listed, and read on orders (a made-up product, for this test only)."""
+    import copy
+
+    from fhir_mappings import medications, terminology
+    from hooks import actions, knowledge
+
+    row = {
+        "code": "99999-001",
+        "display": "Exampla 1 g",
+        "brand": "Exampla",
+        "word": "exampla",
+        "offer": True,
+        "rate_ml_per_kg_min": 0.05,
+        "source": "a test row",
+    }
+    real_load = terminology._load
+
+    def with_fifth(name: str):
+        data = copy.deepcopy(real_load(name))
+        if name == "medications.json":
+            data["a1pi"]["ndc_products"].append(row)
+        return data
+
+    cached = (
+        medications._classes,
+        medications._ndc_index,
+        medications.offered_products,
+        medications.brands,
+        actions.a1pi_products,
+        knowledge.bound_numbers,
+        knowledge.guidelines,
+        knowledge.statement,
+    )
+    monkeypatch.setattr(terminology, "_load", with_fifth)
+    for function in cached:
+        function.cache_clear()
+    try:
+        cards = by_topic(chart_open(client, "seed-000-zz-emphysema"))
+        candidate = cards["augmentation-candidate"]
+        ndcs = [
+            s["actions"][0]["resource"]["medicationCodeableConcept"]["coding"][0]["code"]
+            for s in candidate["suggestions"]
+            if s["actions"][0]["resource"]["resourceType"] == "MedicationRequest"
+        ]
+        assert ndcs[-1] == "99999-001"
+        assert len(ndcs) == 5
+        assert "Prolastin-C, Aralast NP, Zemaira, Glassia, Exampla" in json.dumps(candidate)
+        assert medications.product_of({"text": "Exampla 4,000 mg IV weekly"}) == "a1pi"
+    finally:
+        monkeypatch.undo()
+        for function in cached:
+            function.cache_clear()

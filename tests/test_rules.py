@@ -246,6 +246,18 @@ def test_no_threshold_is_typed_in_card_words():
     assert not typed
 
 
+def test_order_texts_type_no_product_name_and_no_dose():
+    """The orders' texts (cds_service/suggestions.py) name the products and the labelled
+    dose from the one product list and the thresholds, never typed: a fifth product or a
+    new labelled dose is one data change."""
+    from fhir_mappings.medications import brands
+
+    source = (HOOKS.parent / "cds_service" / "suggestions.py").read_text(encoding="utf-8")
+    typed = [name for name in brands("a1pi") if name.lower() in source.lower()]
+    typed += [m.group() for m in TYPED_THRESHOLD.finditer(source) if "mg/kg" in m.group()]
+    assert not typed
+
+
 def test_no_string_literal_in_hooks_is_cut_in_two():
     """Two string literals side by side are one sentence the formatter cut: write it whole
     (card words belong in the words files anyway)."""
