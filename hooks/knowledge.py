@@ -61,7 +61,6 @@ class Thresholds:
     ivig_escalation_g_per_kg: float
     recurrent_infections_count: int
     recurrent_infections_days: int
-    influenza_vaccine_days: int
 
 
 def read_json(*path: str) -> dict[str, Any]:
@@ -101,7 +100,7 @@ def guidelines() -> dict[str, Guideline]:
     }
 
 
-def _listed(names: tuple[str, ...], last: str) -> str:
+def listed(names: tuple[str, ...], last: str) -> str:
     """Names joined as in prose: "a, b or c"."""
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {last} {names[-1]}"
 
@@ -131,7 +130,7 @@ def bound_numbers() -> Mapping[str, Any]:
     bound["zz_unexpectedly_normal_umol_l"] = aat.zz_unexpectedly_normal_umol_l
     # The A1PI brands, from the one product list: prose names them by this placeholder.
     bound["a1pi_brands"] = ", ".join(brands("a1pi"))
-    bound["a1pi_brands_or"] = _listed(brands("a1pi"), "or")
+    bound["a1pi_brands_or"] = listed(brands("a1pi"), "or")
     for profile, window in read_json("data", "policy.json").items():
         prefix = profile.split("-")[0]  # a1f, cts
         bound[f"{prefix}_recommend_max"] = window["recommend_max"]

@@ -6,12 +6,17 @@ Hamesch & Strnad 2020 (liver); A1F 2016 and the EU SmPC (vaccines).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
+
+from fhir_mappings import PatientFacts
 
 from . import actions
 from . import assessment as a
 from .context import Context
-from .knowledge import Words, statements, thresholds
+from .knowledge import Words, listed, read_json, statements
 from .reasons import finding_reason, genotype_reason, measurement_reason, reasons, unread_reason
 from .recommendation import Reason, Recommendation
 
@@ -91,34 +96,77 @@ def liver_monitoring(ctx: Context) -> Recommendation | None:
     )
 
 
+# Who a row of data/vaccines.json is for: each "who" value, declared once.
+ELIGIBLE: dict[str, Callable[[PatientFacts], bool]] = {
+    "aatd": lambda facts: True,
+    "a1pi_or_liver_disease": lambda facts: bool(
+        a.augmentation_orders(facts) or facts.liver_disease
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Vaccine:
+    """A row of data/vaccines.json: a vaccine group, who it is for, how long a dose counts."""
+
+    group: str
+    who: str
+    every_days: int | None
+    name: str
+    against: str
+    statement: str
+
+
+@cache
+def vaccine_schedule() -> tuple[Vaccine, ...]:
+    rows = read_json("data", "vaccines.json").items()
+    return tuple(
+        Vaccine(group, e["who"], e["every_days"], e["name"], e["against"], e["statement"])
+        for group, e in rows
+    )
+
+
+def _schedule_advice() -> str:
+    """The whole schedule in one sentence, from the rows: who each group is for."""
+    by_who: dict[str, list[str]] = {}
+    for vaccine in vaccine_schedule():
+        by_who.setdefault(vaccine.who, []).append(vaccine.against)
+    parts = [
+        WORDS(f"vaccines.who.{who}", vaccines=listed(tuple(names), "and"))
+        for who, names in by_who.items()
+    ]
+    return WORDS("vaccines.advice", schedule="; against ".join(parts))
+
+
 def vaccinations_due(ctx: Context) -> Recommendation | None:
-    """When: AATD and no influenza vaccine within a year, no pneumococcal or COVID-19
-    vaccine, or (on A1PI or with liver disease) no hepatitis A/B vaccine on record
-    (A1F 2016; EU SmPC; CK row 41). Then: the vaccines due."""
+    """When: AATD and a vaccine of the schedule (data/vaccines.json: influenza within a
+    year, pneumococcal and COVID-19 once, hepatitis A and B on A1PI or with liver disease;
+    A1F 2016, EU SmPC, CK row 41) is not on record for an eligible patient. Then: the
+    vaccines due."""
     facts = ctx.facts
     if not a.has_aatd(facts):
         return None
-    groups = ["pneumococcal", "covid19"]
-    if a.augmentation_orders(facts) or facts.liver_disease:
-        groups += ["hepatitis_a", "hepatitis_b"]
-    due = [group for group in groups if not facts.immunizations.get(group)]
-    flu_since = facts.as_of - timedelta(days=thresholds().influenza_vaccine_days)
-    if not any(
-        i.source.date and i.source.date >= flu_since
-        for i in facts.immunizations.get("influenza", [])
-    ):
-        due.insert(0, "influenza")
+    due = [v for v in vaccine_schedule() if ELIGIBLE[v.who](facts) and not _covered(facts, v)]
     if not due:
         return None
-    names = [WORDS(f"vaccines.names.{group}") for group in due]
+    names = [v.name for v in due]
     return Recommendation(
         topic="vaccinations-due",
         summary=WORDS("vaccines.summary", due=", ".join(names)),
-        advice=WORDS("vaccines.advice"),
-        evidence=statements("a1f-2016.vaccines", "eu-smpc.hepatitis"),
+        advice=_schedule_advice(),
+        evidence=statements(*dict.fromkeys(v.statement for v in vaccine_schedule())),
         reasons=reasons(
             genotype_reason(facts), Reason(WORDS("vaccines.none_of", due=", ".join(names)))
         ),
         missing=tuple(WORDS("vaccines.missing", vaccine=name) for name in names),
         actions=tuple(actions.vaccinate(name) for name in names),
     )
+
+
+def _covered(facts: PatientFacts, vaccine: Vaccine) -> bool:
+    """A dose on record, within ``every_days`` when the row has one."""
+    given = facts.immunizations.get(vaccine.group, [])
+    if vaccine.every_days is None:
+        return bool(given)
+    since = facts.as_of - timedelta(days=vaccine.every_days)
+    return any(i.source.date and i.source.date >= since for i in given)

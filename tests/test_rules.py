@@ -246,6 +246,62 @@ def test_no_threshold_is_typed_in_card_words():
     assert not typed
 
 
+def test_a_vaccine_reminder_is_a_row_of_the_schedule_and_its_codes(monkeypatch):
+    """Issue 27: a vaccine reminder took 8-10 files (the schedule was Python). Now: its
+    codes in fhir_mappings/data/immunizations.json and a row in hooks/data/vaccines.json
+    (a made-up vaccine and code, for this test only). Near miss: once given, not due."""
+    import copy
+
+    from fhir_mappings import terminology
+    from hooks import monitoring
+
+    real_load, real_read = terminology._load, monitoring.read_json
+
+    def load(name: str):
+        data = copy.deepcopy(real_load(name))
+        if name == "immunizations.json":
+            code = {"code": "9999", "display": "Examplavax", "source": "a test row"}
+            data["examplavax"] = {"display": "Examplavax", "codes": [code]}
+        return data
+
+    def read(*path: str):
+        data = copy.deepcopy(real_read(*path))
+        if path == ("data", "vaccines.json"):
+            data["examplavax"] = {
+                "who": "aatd",
+                "every_days": None,
+                "name": "examplavax",
+                "against": "examplavax",
+                "statement": "a1f-2016.vaccines",
+            }
+        return data
+
+    monkeypatch.setattr(terminology, "_load", load)
+    monkeypatch.setattr(monitoring, "read_json", read)
+    cached = (terminology.immunizations, monitoring.vaccine_schedule)
+    for function in cached:
+        function.cache_clear()
+    try:
+        resources = list(bundle_resources(load_bundle("seed-000-zz-emphysema")))
+        due = topics_of(hooks.evaluate("patient-view", facts_of(resources)))
+        assert "examplavax" in due["vaccinations-due"].summary
+        assert "COVID-19 and examplavax" in due["vaccinations-due"].advice
+        given = {
+            "resourceType": "Immunization",
+            "id": "examplavax-given",
+            "status": "completed",
+            "vaccineCode": {"coding": [{"system": "http://hl7.org/fhir/sid/cvx", "code": "9999"}]},
+            "patient": {"reference": "Patient/seed-000"},
+            "occurrenceDateTime": "2026-01-10",
+        }
+        after = topics_of(hooks.evaluate("patient-view", facts_of([*resources, given])))
+        assert "examplavax" not in after.get("vaccinations-due", due["vaccinations-due"]).summary
+    finally:
+        monkeypatch.undo()
+        for function in cached:
+            function.cache_clear()
+
+
 def test_order_texts_type_no_product_name_and_no_dose():
     """The orders' texts (cds_service/suggestions.py) name the products and the labelled
     dose from the one product list and the thresholds, never typed: a fifth product or a
