@@ -22,7 +22,7 @@ def format_explanation(explanation: Explanation) -> str:
             [f"{topic}  by {', '.join(by)}" for topic, by in explanation.suppressed.items()],
         ),
         _section("Hidden by a clinician's override", list(explanation.hidden)),
-        _section("Could not be read", list(explanation.notes)),
+        _section("Notes on the record (not read, ignored, preliminary)", list(explanation.notes)),
     ]
     for therapy, judgements in explanation.judgements().items():
         sections.append(_section(f"Criteria: {therapy}", [_judged(j) for j in judgements]))

@@ -70,8 +70,9 @@ def evaluate(
     response = render_response(recommendations, patient_id, _by_reference(resources), app_url)
     timings["render"] = elapsed_ms(started)
     unread = {concept: len(notes) for concept, notes in sorted(facts.unreadable.items())}
+    notes = [note.text for found in facts.unreadable.values() for note in found]
     topics = [r.topic for r in recommendations]
-    return Evaluation(response, topics, timings, unread, list(explanation.notes), explanation)
+    return Evaluation(response, topics, timings, unread, notes, explanation)
 
 
 def today() -> date:

@@ -108,7 +108,8 @@ class Explanation:
     suppressed: dict[str, tuple[str, ...]]
     # Topics a rule produced but a clinician's override hides for this patient.
     hidden: tuple[str, ...]
-    # Records on the chart that could not be read, said in words.
+    # Records on the chart that could not be read, and the mapper's other notes (a record
+    # ignored as another patient's or as unreadable, a preliminary result), in words.
     notes: tuple[str, ...]
     context: Context
 
@@ -159,7 +160,8 @@ def explain(
     shown = [rec for topic, rec in found.items() if topic not in suppressed and topic not in hidden]
     if hook == "patient-view" and policy.reminders == "checklist":
         shown = checklist.gather(shown)
-    notes = tuple(note.text for found_notes in facts.unreadable.values() for note in found_notes)
+    unreadable = [note.text for found_notes in facts.unreadable.values() for note in found_notes]
+    notes = tuple(dict.fromkeys([*unreadable, *(note.text for note in facts.notes)]))
     return Explanation(shown, suppressed, overridden, notes, ctx)
 
 

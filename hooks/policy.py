@@ -12,13 +12,13 @@ from functools import cache
 from fhir_mappings import Lookbacks
 from fhir_mappings.aat import constants
 
-from .knowledge import read_json
+from .knowledge import read_json, thresholds
 
 
 @dataclass(frozen=True, slots=True)
 class Fev1Window:
     """FEV1 % predicted bounds: recommend up to ``recommend_max``; consider up to
-    ``consider_max`` (None: no upper bound, discuss); below ``minimum`` is outside."""
+    ``consider_max`` (None: no upper bound, discuss); below ``lower`` a specialist decides."""
 
     profile: str
     label: str
@@ -26,6 +26,15 @@ class Fev1Window:
     consider_max: float | None
     minimum: float | None
     source: str
+
+    @property
+    def lower(self) -> float:
+        """The FEV1 % predicted below which augmentation is a specialist decision: the
+        profile's own minimum, else the advanced-disease threshold. One bound, read by the
+        rule and by the SMART app's chart."""
+        if self.minimum is not None:
+            return self.minimum
+        return thresholds().fev1_advanced_disease_percent
 
 
 @cache

@@ -102,6 +102,17 @@ TABLE: dict[str, tuple[dict[str, str], set[str]]] = {
     "contraindicated-mild-rash-on-a1pi": ({}, {"augmentation-contraindicated"}),
     "dose-check-underdosed": ({"augmentation-dose-check": "warning"}, {"augmentation-candidate"}),
     "dose-check-correct": ({}, {"augmentation-dose-check", "augmentation-candidate"}),
+    # The FEV1 window's limits (A1F 2016): moving a limit moves one of these.
+    "window-zz-fev1-24": (
+        {"advanced-disease-referral": "warning", "augmentation-specialist-review": "warning"},
+        {"augmentation-candidate"},
+    ),
+    "window-zz-fev1-25": (
+        {"augmentation-candidate": "info"},
+        {"augmentation-specialist-review", "advanced-disease-referral"},
+    ),
+    "window-zz-fev1-65": ({"augmentation-candidate": "info"}, {"augmentation-specialist-review"}),
+    "window-zz-fev1-66": ({"augmentation-candidate": "info"}, {"augmentation-specialist-review"}),
     "advanced-zz-fev1-20": (
         {"advanced-disease-referral": "warning", "augmentation-specialist-review": "warning"},
         {"augmentation-candidate"},
@@ -333,3 +344,15 @@ def test_counselling_that_does_not_settle_family_testing_is_named(client, fixtur
     card = cards_for(client, fixture)["family-testing"]
     assert said in card["detail"]
     assert "Procedure/" in card["detail"]
+
+
+@pytest.mark.parametrize(
+    ("fixture", "start"),
+    [("window-zz-fev1-65", "Start A1PI"), ("window-zz-fev1-66", "Discuss A1PI")],
+)
+def test_the_upper_limit_of_the_fev1_window_is_where_start_turns_into_discuss(
+    client, fixture, start
+):
+    """Issue 27: no test failed for any recommend_max between 43 and 71. At the limit the
+    card says start; one point above, discuss with a specialist."""
+    assert cards_for(client, fixture)["augmentation-candidate"]["summary"].startswith(start)

@@ -45,8 +45,7 @@ def _window(view: Overview) -> tuple[float, float, str] | None:
     window = view.window
     if window is None:
         return None
-    low = window.minimum or 0.0
-    return low, window.recommend_max, f"{window.label}: augmentation window"
+    return window.lower, window.recommend_max, f"{window.label}: augmentation window"
 
 
 def _plot(
