@@ -9,16 +9,18 @@ guideline statements and thresholds in ``data/``. No rule module imports another
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from fhir_mappings import PatientFacts
 
 from . import checklist, diagnosis, monitoring, smoking
+from .a1pi import criteria as a1pi_criteria
 from .a1pi import dose as a1pi_dose
 from .a1pi import orders as a1pi_orders
 from .a1pi import patient_view as a1pi
 from .context import Context
+from .immunoglobulin import criteria as ig_criteria
 from .immunoglobulin import orders as ig_orders
 from .immunoglobulin import patient_view as immunoglobulin
 from .knowledge import Evidence
@@ -40,6 +42,10 @@ from .recommendation import (
 )
 
 Rule = Callable[[Context], Recommendation | None]
+
+# Each therapy's judge, by name: its criteria, iterable as judgements (``explain``).
+Judge = Callable[[PatientFacts, Policy], Iterable[Judgement]]
+THERAPIES: dict[str, Judge] = {"a1pi": a1pi_criteria.judge, "immunoglobulin": ig_criteria.judge}
 
 # Order hooks judge the orders under review: the selected ones, or all drafts when signing.
 ORDER_RULES: tuple[Rule, ...] = (
@@ -115,7 +121,7 @@ class Explanation:
 
     def judgements(self) -> dict[str, tuple[Judgement, ...]]:
         """Every criterion of each therapy, judged (computed here if no rule asked)."""
-        return self.context.judgements()
+        return {name: tuple(self.context.judged(judge)) for name, judge in THERAPIES.items()}
 
 
 def evaluate(

@@ -172,11 +172,8 @@ class Words:
     def __init__(self, package: str, *path: str) -> None:
         self.package = package
         self.path = path
-        # The area the words belong to: the folder of a therapy's own words.json ("a1pi"),
-        # else the file's name ("diagnosis").
-        folders = (package.rsplit(".", 1)[-1], *path[:-1])
-        file = path[-1].removesuffix(".json")
-        self.area = folders[-1] if file == "words" else file
+        # The area the words belong to: their file's name ("a1pi", "diagnosis").
+        self.area = path[-1].removesuffix(".json")
 
     @property
     def templates(self) -> dict[str, str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import actions
 from . import assessment as a
-from .assessment import SmokingState
+from .assessment import SmokingState, smoking_state
 from .context import Context
 from .knowledge import Words, statements
 from .reasons import genotype_reason, reasons
@@ -26,7 +26,7 @@ def _relevant(ctx: Context) -> bool:
 def smoking_cessation(ctx: Context) -> Recommendation | None:
     """When: AATD or an abnormal allele (MZ included) and a current smoker within the
     smoking lookback (A1F 2016; Molloy 2014). Then: intensive cessation support."""
-    if ctx.smoking.state is not SmokingState.CURRENT or not _relevant(ctx):
+    if ctx.judged(smoking_state).state is not SmokingState.CURRENT or not _relevant(ctx):
         return None
     facts = ctx.facts
     # Under the adult age: smoke avoidance, medicines left to the paediatrician (CK row 39).
@@ -39,7 +39,7 @@ def smoking_cessation(ctx: Context) -> Recommendation | None:
         summary=WORDS("cessation.summary", label=a.who(facts)),
         advice=advice,
         evidence=statements(CESSATION, "mz-copd-2014.smokers"),
-        reasons=reasons(genotype_reason(facts), ctx.smoking.reason),
+        reasons=reasons(genotype_reason(facts), ctx.judged(smoking_state).reason),
         actions=(actions.SMOKING_CESSATION,),
     )
 
@@ -47,7 +47,7 @@ def smoking_cessation(ctx: Context) -> Recommendation | None:
 def smoking_status_unknown(ctx: Context) -> Recommendation | None:
     """When: AATD or an abnormal allele and no smoking status within the lookback (none,
     "unknown", or older: a stale "current smoker" too). Then: record the status."""
-    if ctx.smoking.state is not SmokingState.UNKNOWN or not _relevant(ctx):
+    if ctx.judged(smoking_state).state is not SmokingState.UNKNOWN or not _relevant(ctx):
         return None
     days = ctx.policy.lookbacks.smoking
     return Recommendation(
@@ -55,6 +55,6 @@ def smoking_status_unknown(ctx: Context) -> Recommendation | None:
         summary=WORDS("unknown.summary", label=a.who(ctx.facts)),
         advice=WORDS("unknown.advice"),
         evidence=statements("us-core-smoking.data-element", CESSATION),
-        reasons=reasons(genotype_reason(ctx.facts), ctx.smoking.reason),
+        reasons=reasons(genotype_reason(ctx.facts), ctx.judged(smoking_state).reason),
         missing=(WORDS("unknown.missing", days=days),),
     )

@@ -32,7 +32,7 @@ from ..reasons import (
 )
 from ..recommendation import Judgement, Reason, Status
 
-WORDS = Words("hooks", "a1pi", "words.json")
+WORDS = Words("hooks", "words", "a1pi.json")
 
 # Guideline statements the A1PI cards cite (ids in data/statements.json).
 LABELS = "fda-labels.indication"

@@ -11,7 +11,7 @@ from ..context import Context
 from ..knowledge import statements
 from ..reasons import order_reason, reasons
 from ..recommendation import Recommendation
-from .criteria import LABELS, WORDS, A1pi, labelled_dose_mg
+from .criteria import LABELS, WORDS, A1pi, judge, labelled_dose_mg
 
 
 def dose_card(ctx: Context, order: MedicationOrder) -> Recommendation:
@@ -25,7 +25,7 @@ def dose_card(ctx: Context, order: MedicationOrder) -> Recommendation:
         WORDS("dose_check.labelled_mg", dose=correct) if correct else WORDS("dose_check.labelled")
     )
     kind = WORDS("dose_check.draft") if order.state == "draft" else WORDS("dose_check.active")
-    weight_text = None if weight is None else ctx.a1pi[A1pi.RECENT_WEIGHT].fact
+    weight_text = None if weight is None else ctx.judged(judge)[A1pi.RECENT_WEIGHT].fact
     values = {"kind": kind, "dose": order.mg_per_kg_per_week, "labelled": labelled}
     days = order.interval_days
     if days is not None and order.mg_per_kg_per_week is not None and not a.weekly(days):

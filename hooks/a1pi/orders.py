@@ -34,6 +34,7 @@ from .criteria import (
     A1pi,
     Kind,
     dose,
+    judge,
     missing_item,
 )
 from .dose_card import dose_card
@@ -50,11 +51,11 @@ def augmentation_order(ctx: Context) -> Recommendation | None:
     if not orders:
         return None
     order = orders[0]
-    judged = (*ctx.a1pi, dose(order))
+    judged = (*ctx.judged(judge), dose(order))
     patient = [j for j in judged if j.criterion is not A1pi.DOSE]
     failing = [j for j in patient if j.not_met]
     unknown = [j for j in judged if j.unknown]
-    contraindication = ctx.a1pi[A1pi.NO_CONTRAINDICATION]
+    contraindication = ctx.judged(judge)[A1pi.NO_CONTRAINDICATION]
     if contraindication.not_met:
         return _verdict(
             ctx,
@@ -131,7 +132,7 @@ def duplicate_order(ctx: Context) -> Recommendation | None:
     order, orders = reviewed[0], _a1pi_orders(ctx)
     on_therapy = any(o.state == "active" for o in orders)
     extra = [o for o in reviewed if on_therapy or o is not orders[0]]
-    judged = (*ctx.a1pi, dose(order))
+    judged = (*ctx.judged(judge), dose(order))
     return Recommendation(
         topic="augmentation-dose-check",
         summary=WORDS("orders.duplicate.summary", count=len(orders)),
@@ -148,7 +149,7 @@ def _unknown(
     ctx: Context, order: MedicationOrder, judged: tuple[Judgement, ...], unknown: list[Judgement]
 ) -> Recommendation:
     """Unknowns a specialist settles go to one; the rest are documented first."""
-    lung = ctx.a1pi[A1pi.NO_LUNG_TRANSPLANT]
+    lung = ctx.judged(judge)[A1pi.NO_LUNG_TRANSPLANT]
     specialist = any(j.kind in SPECIALIST_KINDS for j in unknown)
     if lung.unknown:
         key = "lung_transplant_episode"

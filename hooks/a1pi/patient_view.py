@@ -38,6 +38,7 @@ from .criteria import (
     WORDS,
     A1pi,
     Kind,
+    judge,
     labelled_dose_mg,
     missing_item,
 )
@@ -102,7 +103,7 @@ def _card(
 
 def _contraindicated(ctx: Context, on: list[MedicationOrder]) -> Step:
     """When: on A1PI and a label contraindication is on record. Then: stop (critical)."""
-    judged = ctx.a1pi[A1pi.NO_CONTRAINDICATION]
+    judged = ctx.judged(judge)[A1pi.NO_CONTRAINDICATION]
     if not on or not judged.not_met:
         return False, None
     return True, _card(
@@ -121,7 +122,7 @@ def _transplant(ctx: Context, on: list[MedicationOrder]) -> Step:
     facts = ctx.facts
     if facts.liver_transplant is not None:
         return True, _after_liver_transplant(ctx, on)
-    lung = ctx.a1pi[A1pi.NO_LUNG_TRANSPLANT]
+    lung = ctx.judged(judge)[A1pi.NO_LUNG_TRANSPLANT]
     if lung.met:
         return False, None
     base = reasons(
@@ -169,7 +170,7 @@ def _after_liver_transplant(ctx: Context, on: list[MedicationOrder]) -> Recommen
 def _child(ctx: Context, on: list[MedicationOrder]) -> Step:
     """When: under the labels' adult age. Then: no augmentation (specialist review if
     ordered); focus on liver and family care (labels; CK row 39)."""
-    if not ctx.a1pi[A1pi.ADULT].not_met:
+    if not ctx.judged(judge)[A1pi.ADULT].not_met:
         return False, None
     if not on and not a.has_aatd(ctx.facts):
         return True, None
@@ -185,7 +186,7 @@ def _deficiency(ctx: Context, on: list[MedicationOrder]) -> Step:
     """When: the deficiency is not established as severe. Then: not indicated (MM, MS, SS,
     MZ, a protective level), stop if on it, specialist for SZ with a low level, the level
     first for SZ without one; discordant results are the results-discordant card's."""
-    facts, judged = ctx.facts, ctx.a1pi[A1pi.SEVERE_DEFICIENCY]
+    facts, judged = ctx.facts, ctx.judged(judge)[A1pi.SEVERE_DEFICIENCY]
     base = reasons(
         genotype_reason(facts), aat_reason(facts), a.obstruction(facts), *order_reasons(on)
     )
@@ -256,7 +257,7 @@ def _severe(ctx: Context, on: list[MedicationOrder]) -> Recommendation | None:
     therapy without obstruction go to a specialist; no obstruction is not indicated;
     missing inputs are asked for; otherwise the FEV1 window decides (A1F 2016 / CTS 2012).
     """
-    facts, c = ctx.facts, ctx.a1pi
+    facts, c = ctx.facts, ctx.judged(judge)
     base = reasons(genotype_reason(facts), aat_reason(facts))
     if c[A1pi.NOT_SMOKING].not_met:
         if not on:
@@ -307,7 +308,9 @@ def _workup(ctx: Context, missing: tuple[A1pi, ...]) -> Recommendation:
         "workup",
         (LABELS, A1F),
         reasons=reasons(genotype_reason(facts), aat_reason(facts)),
-        missing=tuple(missing_item(ctx.a1pi[criterion], ctx.policy) for criterion in missing),
+        missing=tuple(
+            missing_item(ctx.judged(judge)[criterion], ctx.policy) for criterion in missing
+        ),
         actions=_workup_actions(ctx, missing),
     )
 
@@ -321,13 +324,13 @@ def _workup_actions(ctx: Context, missing: tuple[A1pi, ...]) -> tuple[SuggestedA
         A1pi.NO_CONTRAINDICATION: actions.ANTI_IGA_TEST,
     }
     return tuple(
-        steps[c] for c in missing if c in steps and ctx.a1pi[c].kind is not Kind.UNREADABLE
+        steps[c] for c in missing if c in steps and ctx.judged(judge)[c].kind is not Kind.UNREADABLE
     )
 
 
 def _above_window(ctx: Context, base: tuple[Reason, ...]) -> Recommendation:
     """FEV1 above the configured window (CTS 2012): not indicated now; re-evaluate."""
-    fev1, window = ctx.a1pi[A1pi.FEV1_WINDOW], ctx.policy.window
+    fev1, window = ctx.judged(judge)[A1pi.FEV1_WINDOW], ctx.policy.window
     value = ctx.facts.latest("fev1_percent_predicted")
     return _card(
         "augmentation-not-indicated",
@@ -347,7 +350,7 @@ def _candidate(ctx: Context, base: tuple[Reason, ...]) -> Recommendation:
     at the labelled dose from the latest weight; on a preliminary allele result, confirm
     the final result first (DESIGN: a preliminary result is said, and never starts therapy
     with one click)."""
-    facts, policy, c = ctx.facts, ctx.policy, ctx.a1pi
+    facts, policy, c = ctx.facts, ctx.policy, ctx.judged(judge)
     weight = a.recent_weight(facts, policy)
     dose_mg = labelled_dose_mg(facts, policy)
     if weight is None or dose_mg is None:  # RECENT_WEIGHT is met before a candidate

@@ -10,6 +10,7 @@ Label contraindication: IgA deficiency with anti-IgA antibodies. docs/clinical-b
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 
@@ -21,7 +22,7 @@ from ..policy import Policy
 from ..reasons import measurement_reason, reasons, unread_reason
 from ..recommendation import Judgement, Reason, Status
 
-WORDS = Words("hooks", "immunoglobulin", "words.json")
+WORDS = Words("hooks", "words", "immunoglobulin.json")
 
 # Guideline statements the immunoglobulin cards cite (ids in data/statements.json).
 AAAAI = "aaaai-2022.criteria"
@@ -66,9 +67,12 @@ class IgCriteria:
     # An IgG on record that could not be read (never "no IgG"), or None.
     unread_igg: Reason | None = None
 
-    def judgements(self) -> tuple[Judgement, ...]:
-        """Every criterion judged: the AAAAI row, anti-IgA, and the trough."""
-        return (self.criteria, self.anti_iga, self.trough)
+    def __iter__(self) -> Iterator[Judgement]:
+        """Every criterion judged (the dose is judged per order), as A1piCriteria iterates."""
+        return iter((self.criteria, self.anti_iga, self.trough))
+
+    def __getitem__(self, criterion: Ig) -> Judgement:
+        return next(j for j in self if j.criterion is criterion)
 
     @property
     def criteria(self) -> Judgement:

@@ -8,7 +8,7 @@ from ..context import Context
 from ..knowledge import statements
 from ..reasons import order_reason
 from ..recommendation import Conclusion, Judgement, Necessity, Recommendation, SuggestedAction
-from .criteria import AAAAI, ONTARIO, WORDS, Ig, dose
+from .criteria import AAAAI, ONTARIO, WORDS, Ig, dose, judge
 
 
 def immunoglobulin_order(ctx: Context) -> Recommendation | None:
@@ -18,7 +18,7 @@ def immunoglobulin_order(ctx: Context) -> Recommendation | None:
     orders = ctx.facts.orders_under_review("immune_globulin")
     if not orders:
         return None
-    order, ig = orders[0], ctx.immunoglobulin
+    order, ig = orders[0], ctx.judged(judge)
     judged = (ig.criteria, ig.anti_iga, dose(order), ig.trough)
     main, contraindication = ig.criteria, ig.anti_iga
     if main.met and not contraindication.not_met:

@@ -7,14 +7,14 @@ from ..context import Context
 from ..knowledge import statements, thresholds
 from ..reasons import measurement_reason, order_reasons, reasons, shown_value
 from ..recommendation import Recommendation
-from .criteria import AAAAI, ONTARIO, WORDS
+from .criteria import AAAAI, ONTARIO, WORDS, judge
 
 
 def replacement_indicated(ctx: Context) -> Recommendation | None:
     """When: the latest IgG meets an AAAAI 2022 criterion (CK rows 32-33) and the patient is
     not on replacement. Then: refer to immunology (a warning when IgG is severely low).
     Not repeated for a patient already on replacement (the trough rule follows them)."""
-    ig = ctx.immunoglobulin
+    ig = ctx.judged(judge)
     if ig.latest is None or not ig.latest.judgement.met or ig.latest_igg is None:
         return None
     if ig.on_replacement:
@@ -36,7 +36,7 @@ def replacement_not_indicated(ctx: Context) -> Recommendation | None:
     """When: on replacement whose baseline IgG met no AAAAI 2022 criterion (CK row 34).
     Then: review the indication. Low IgG without replacement stops nothing and asks for
     nothing, so it is not a chart-open card (the order hooks say it when one is ordered)."""
-    ig = ctx.immunoglobulin
+    ig = ctx.judged(judge)
     on = list(ig.on_replacement)
     judged = ig.baseline
     if not on or judged is None or not judged.judgement.not_met:  # unknown is not "not"
@@ -54,7 +54,7 @@ def replacement_not_indicated(ctx: Context) -> Recommendation | None:
 def trough_low(ctx: Context) -> Recommendation | None:
     """When: on replacement and the recent trough IgG is below the target (Ontario).
     Then: titrate the dose or interval with the immunologist."""
-    ig = ctx.immunoglobulin
+    ig = ctx.judged(judge)
     igg = ig.latest_igg
     if not ig.on_replacement or not ig.trough.met or igg is None:
         return None
