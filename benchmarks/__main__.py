@@ -35,8 +35,8 @@ from typing import Any
 import orjson
 
 from benchmarks.patients import generate
+from cds_service.collector import settle_collector
 from cds_service.pipeline import evaluate
-from cds_service.serving import settle_collector
 from fhir_mappings.fhirjson import bundle_resources
 from tests.support.builders import hook_request
 from tests.support.served import Served

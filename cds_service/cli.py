@@ -16,7 +16,7 @@ from fhir_mappings.fhirjson import bundle_resources
 from . import logs, urls
 from .config import ConfigError, Settings
 from .explain import format_explanation
-from .pipeline import evaluate
+from .pipeline import draft_orders, evaluate
 from .services import SERVICES
 
 FILE_DESCRIPTOR_ROOM = 1024  # files, sockets to the database and FHIR servers
@@ -177,7 +177,7 @@ def _raise_file_limit(connections: int) -> None:
 
 
 def _load_patients(args: argparse.Namespace) -> int:
-    from .demo import SAMPLES, DemoError, load_patients
+    from .devtools.demo import SAMPLES, DemoError, load_patients
 
     try:
         failed = load_patients(args.fhir_server, args.token, args.patients or SAMPLES, print)
@@ -191,7 +191,7 @@ def _demo(args: argparse.Namespace) -> int:
     import tempfile
     import threading
 
-    from .demo import SAMPLES, Demo, DemoError
+    from .devtools.demo import SAMPLES, Demo, DemoError
 
     logs.configure("WARNING")  # the guide is the output; hook lines would bury it
     stop = threading.Event()
@@ -245,12 +245,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     if len(patients) != 1 or not isinstance(patients[0].get("id"), str):
         raise UsageError(f"{args.bundle} must hold exactly one Patient with an id")
     policy = Settings.load().policy()
-    # Offline, the Bundle's draft orders are the ones under review for the order hooks.
-    drafts = {
-        f"MedicationRequest/{r['id']}": True
+    # Offline, the Bundle's draft orders are what an EHR would send as context.draftOrders,
+    # all of them under review (order-sign): the service's own rule decides.
+    sent = [
+        {"resource": r}
         for r in resources
-        if r["resourceType"] == "MedicationRequest" and r.get("status") == "draft" and "id" in r
-    }
+        if r["resourceType"] == "MedicationRequest" and r.get("status") == "draft"
+    ]
+    _, drafts = draft_orders({"resourceType": "Bundle", "entry": sent}, None)
     result = evaluate(
         args.hook, resources, patients[0]["id"], policy, as_of=args.date, drafts=drafts
     )

@@ -29,19 +29,10 @@ from fhir_mappings import Query
 from fhir_mappings.fhirjson import bundle_resources, names_other_patient
 
 from . import urls
+from .bundles import FAILED_SEVERITIES, Scan, bundle_outcomes, next_link, scan, unusable
 from .config import Settings
 from .errors import Issue, ServiceError
-from .fhir_client import (
-    FAILED_SEVERITIES,
-    Fetched,
-    FetchError,
-    FhirClient,
-    Scan,
-    bundle_outcomes,
-    next_link,
-    scan,
-    unusable,
-)
+from .fhir_client import Fetched, FetchError, FhirClient
 
 
 class KeyState(Enum):

@@ -2,10 +2,10 @@
 
 from . import logs
 from .app import create_app
+from .collector import settle_collector
 from .config import Settings
-from .serving import settle_collector
 
 settings = Settings.load()
 logs.configure(settings.log_level)
 app = create_app(settings)
-settle_collector()  # as `alpha1-cds serve` does in each worker (serving.py says why)
+settle_collector()  # as `alpha1-cds serve` does in each worker (collector.py says why)

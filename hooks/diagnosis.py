@@ -10,8 +10,7 @@ from datetime import date
 
 from fhir_mappings import PatientFacts
 
-from . import actions
-from . import assessment as a
+from . import actions, assessment
 from .context import Context
 from .knowledge import Words, statements, thresholds
 from .reasons import aat_reason, finding_reason, genotype_reason, order_reasons, reasons
@@ -182,7 +181,7 @@ def results_discordant(ctx: Context) -> Recommendation | None:
     else:
         key, action = "discordant_high", actions.AAT_TROUGH
         explain = (
-            *order_reasons(a.augmentation_orders(facts)),
+            *order_reasons(assessment.augmentation_orders(facts)),
             *reasons(finding_reason("liver transplant", facts.liver_transplant)),
         )
     return Recommendation(
@@ -201,7 +200,7 @@ def family_testing(ctx: Context) -> Recommendation | None:
     allele result. Then: genetic counselling and testing for first-degree relatives and the
     wider family."""
     facts = ctx.facts
-    if not a.abnormal_allele(facts) or facts.genotype is None:
+    if not assessment.abnormal_allele(facts) or facts.genotype is None:
         return None
     relatives = [
         *facts.family_history.get("aatd", []),

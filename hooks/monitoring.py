@@ -13,8 +13,7 @@ from functools import cache
 
 from fhir_mappings import PatientFacts
 
-from . import actions
-from . import assessment as a
+from . import actions, assessment
 from .context import Context
 from .knowledge import Words, listed, read_json, statements
 from .reasons import finding_reason, genotype_reason, measurement_reason, reasons, unread_reason
@@ -27,11 +26,11 @@ def spirometry_due(ctx: Context) -> Recommendation | None:
     """When: severe or borderline AATD and no FEV1 within the spirometry lookback (ERS
     review 2022; CK row 24). Then: post-bronchodilator spirometry with DLCO."""
     facts = ctx.facts
-    if a.severity(facts) not in a.DEFICIENT:
+    if assessment.severity(facts) not in assessment.DEFICIENT:
         return None
     days = ctx.policy.lookbacks.spirometry
     latest = [facts.latest(c) for c in ("fev1_percent_predicted", "fev1_volume")]
-    if any(a.recent(m, days, facts) for m in latest):
+    if any(assessment.recent(m, days, facts) for m in latest):
         return None
     unread = unread_reason(facts, "spirometry", days)
     if unread is not None:  # on record, not readable: review it, order nothing again
@@ -65,13 +64,17 @@ def liver_monitoring(ctx: Context) -> Recommendation | None:
     if facts.liver_transplant is not None:
         return None  # the graft is the transplant hepatologists'; the AATD liver is gone
     genotype = facts.genotype
-    z_risk = genotype is not None and "Z" in genotype.alleles and genotype.severity in a.DEFICIENT
+    z_risk = (
+        genotype is not None
+        and "Z" in genotype.alleles
+        and genotype.severity in assessment.DEFICIENT
+    )
     disease = facts.liver_finding()
-    if not (z_risk or (disease and a.abnormal_allele(facts))):
+    if not (z_risk or (disease and assessment.abnormal_allele(facts))):
         return None
     days = ctx.policy.lookbacks.liver_tests
     latest = [m for m in (facts.latest("alt"), facts.latest("ast")) if m is not None]
-    recent = [m for m in latest if a.recent(m, days, facts)]
+    recent = [m for m in latest if assessment.recent(m, days, facts)]
     high = [m for m in recent if m.above_range]
     if disease is None and recent and not high:
         return None
@@ -84,7 +87,7 @@ def liver_monitoring(ctx: Context) -> Recommendation | None:
         advice += WORDS("liver.advice_abnormal")
     if disease:
         advice += WORDS("liver.advice_disease")
-    label = a.who(facts)
+    label = assessment.who(facts)
     return Recommendation(
         topic="liver-monitoring",
         summary=WORDS("liver.summary_disease" if disease or high else "liver.summary", who=label),
@@ -100,7 +103,7 @@ def liver_monitoring(ctx: Context) -> Recommendation | None:
 ELIGIBLE: dict[str, Callable[[PatientFacts], bool]] = {
     "aatd": lambda facts: True,
     "a1pi_or_liver_disease": lambda facts: bool(
-        a.augmentation_orders(facts) or facts.liver_disease
+        assessment.augmentation_orders(facts) or facts.liver_disease
     ),
 }
 
@@ -144,7 +147,7 @@ def vaccinations_due(ctx: Context) -> Recommendation | None:
     A1F 2016, EU SmPC, CK row 41) is not on record for an eligible patient. Then: the
     vaccines due."""
     facts = ctx.facts
-    if not a.has_aatd(facts):
+    if not assessment.has_aatd(facts):
         return None
     due = [v for v in vaccine_schedule() if ELIGIBLE[v.who](facts) and not _covered(facts, v)]
     if not due:

@@ -7,8 +7,7 @@ smoking), Molloy 2014 (MZ risk in smokers), US Core (smoking status).
 
 from __future__ import annotations
 
-from . import actions
-from . import assessment as a
+from . import actions, assessment
 from .assessment import SmokingState, smoking_state
 from .context import Context
 from .knowledge import Words, statements
@@ -20,7 +19,7 @@ CESSATION = "a1f-2016.cessation"
 
 
 def _relevant(ctx: Context) -> bool:
-    return a.has_aatd(ctx.facts) or a.abnormal_allele(ctx.facts)
+    return assessment.has_aatd(ctx.facts) or assessment.abnormal_allele(ctx.facts)
 
 
 def smoking_cessation(ctx: Context) -> Recommendation | None:
@@ -30,13 +29,13 @@ def smoking_cessation(ctx: Context) -> Recommendation | None:
         return None
     facts = ctx.facts
     # Under the adult age: smoke avoidance, medicines left to the paediatrician (CK row 39).
-    minor = a.is_adult(facts) is False
+    minor = assessment.is_adult(facts) is False
     advice = WORDS("cessation.advice_minor" if minor else "cessation.advice")
-    if a.severity(facts) == a.SEVERE and not minor:
+    if assessment.severity(facts) == assessment.SEVERE and not minor:
         advice += WORDS("cessation.advice_severe")
     return Recommendation(
         topic="smoking-cessation",
-        summary=WORDS("cessation.summary", label=a.who(facts)),
+        summary=WORDS("cessation.summary", label=assessment.who(facts)),
         advice=advice,
         evidence=statements(CESSATION, "mz-copd-2014.smokers"),
         reasons=reasons(genotype_reason(facts), ctx.judged(smoking_state).reason),
@@ -52,7 +51,7 @@ def smoking_status_unknown(ctx: Context) -> Recommendation | None:
     days = ctx.policy.lookbacks.smoking
     return Recommendation(
         topic="smoking-status-unknown",
-        summary=WORDS("unknown.summary", label=a.who(ctx.facts)),
+        summary=WORDS("unknown.summary", label=assessment.who(ctx.facts)),
         advice=WORDS("unknown.advice"),
         evidence=statements("us-core-smoking.data-element", CESSATION),
         reasons=reasons(genotype_reason(ctx.facts), ctx.judged(smoking_state).reason),

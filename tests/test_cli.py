@@ -58,3 +58,35 @@ def test_evaluate_without_explain_prints_cards_only(capsys):
     path = FIXTURES / "patients" / "explain-zz-weight-in-words.json"
     assert main(["evaluate", str(path), "--date", "2026-11-21"]) == 0
     assert "Suppressed by a stronger topic" not in capsys.readouterr().out
+
+
+def test_evaluate_judges_the_bundles_draft_orders_as_order_sign_would(tmp_path, capsys):
+    """Offline, a draft MedicationRequest in the Bundle is the order under review, by the
+    service's own draft-order rule: the same medical-necessity card as the HTTP path."""
+    bundle = json.loads((FIXTURES / "patients" / "seed-000-zz-emphysema.json").read_text())
+    draft = {
+        "resourceType": "MedicationRequest",
+        "id": "offline-draft",
+        "status": "draft",
+        "intent": "order",
+        "subject": {"reference": "Patient/seed-000"},
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": "13533-705-01"}],
+            "text": "Prolastin-C Liquid",
+        },
+        "dosageInstruction": [
+            {
+                "timing": {"repeat": {"frequency": 1, "period": 1, "periodUnit": "wk"}},
+                "doseAndRate": [{"doseQuantity": {"value": 4320, "unit": "mg", "code": "mg"}}],
+            }
+        ],
+    }
+    bundle["entry"].append({"resource": draft})
+    path = tmp_path / "with-draft.json"
+    path.write_text(json.dumps(bundle))
+    argv = ["evaluate", str(path), "--hook", "order-sign", "--json", "--date", "2026-11-21"]
+    assert main(argv) == 0
+    cards = json.loads(capsys.readouterr().out)["cards"]
+    assert [card["summary"] for card in cards] == [
+        "A1PI order supported: severe AATD with emphysema, criteria met"
+    ]

@@ -20,15 +20,15 @@ import pytest
 import requests
 import responses
 
-from cds_service.demo import (
+from cds_service.bundles import transaction
+from cds_service.devtools.demo import (
     SAMPLES,
     app_url,
     load_patients,
     samples,
     sandbox_url,
-    transaction,
 )
-from cds_service.sekmet import free_port, sekmet_command
+from cds_service.devtools.sekmet import free_port, sekmet_command
 
 CLI = [sys.executable, "-m", "cds_service.cli"]
 READY_SECONDS = 90

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import requests
 
+from cds_service.devtools.sekmet import searchable_by_patient
 from cds_service.prefetch import render
-from cds_service.sekmet import searchable_by_patient
 from cds_service.services import SERVICES
 
 from .support.builders import hook_request, load_bundle

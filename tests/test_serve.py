@@ -199,7 +199,7 @@ def test_a_database_down_at_start_up_is_one_line_and_a_clear_exit():
     import subprocess
     import sys
 
-    from cds_service.sekmet import free_port
+    from cds_service.devtools.sekmet import free_port
 
     port = free_port()
     env = os.environ | {
@@ -320,7 +320,7 @@ def test_serve_says_where_it_listens_how_it_checks_clients_and_where_it_keeps_ca
     import subprocess
     import sys
 
-    from cds_service.sekmet import free_port
+    from cds_service.devtools.sekmet import free_port
 
     port = free_port()
     env = os.environ | {"ALPHA1_CDS_DATABASE_URL": f"sqlite:///{tmp_path}/cards.sqlite"}

@@ -22,7 +22,7 @@ import responses
 from werkzeug.serving import make_server
 
 from cds_service import create_app
-from cds_service.sekmet import SekmetServer, sekmet
+from cds_service.devtools.sekmet import SekmetServer, sekmet
 from fhir_mappings import APP_QUERIES
 
 from .conftest import TEST_SETTINGS

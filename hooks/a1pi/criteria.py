@@ -18,7 +18,7 @@ from enum import Enum, StrEnum
 
 from fhir_mappings import MedicationOrder, PatientFacts
 
-from .. import assessment as a
+from .. import assessment
 from ..assessment import SmokingState
 from ..knowledge import Words, thresholds
 from ..policy import Policy
@@ -121,7 +121,7 @@ def _deficiency(facts: PatientFacts) -> Judgement:
     Discordant results settle nothing until the alleles are confirmed."""
     c = A1pi.SEVERE_DEFICIENCY
     why = genotype_reason(facts) or aat_reason(facts) or Reason(WORDS("facts.no_result"))
-    severity, low = a.severity(facts), a.below_protective(facts)
+    severity, low = assessment.severity(facts), assessment.below_protective(facts)
     if _unexplained_discordance(facts):
         fact = Reason(WORDS("facts.discordant", fact=why.text), why.source)
         return _judged(c, UNKNOWN, fact, Kind.DISCORDANT)
@@ -130,12 +130,12 @@ def _deficiency(facts: PatientFacts) -> Judgement:
     if unread is not None and basis in (None, "level"):
         fact = Reason(WORDS("facts.genotype_unreadable"), unread.source)
         return _judged(c, UNKNOWN, fact, Kind.UNREADABLE)
-    if severity == a.SEVERE and basis == "level":
+    if severity == assessment.SEVERE and basis == "level":
         fact = Reason(WORDS("facts.level_only", fact=why.text), why.source)
         return _judged(c, UNKNOWN, fact, Kind.LEVEL_ONLY)
-    if severity == a.SEVERE:
+    if severity == assessment.SEVERE:
         return _judged(c, MET, why, Kind.SEVERE)
-    if severity == a.BORDERLINE:
+    if severity == assessment.BORDERLINE:
         if low is None:
             fact = Reason(WORDS("facts.borderline_no_level", fact=why.text), why.source)
             return _judged(c, UNKNOWN, fact, Kind.BORDERLINE_NO_LEVEL)
@@ -154,15 +154,15 @@ def _unexplained_discordance(facts: PatientFacts) -> bool:
     discordance = facts.discordance
     if discordance is None:
         return False
-    return discordance.kind == "level-too-low" or not a.augmentation_orders(facts)
+    return discordance.kind == "level-too-low" or not assessment.augmentation_orders(facts)
 
 
 def _obstruction(facts: PatientFacts) -> Judgement:
     c = A1pi.OBSTRUCTION
-    found = a.obstruction(facts)
+    found = assessment.obstruction(facts)
     if found:
         return _judged(c, MET, found)
-    against = a.no_obstruction(facts)
+    against = assessment.no_obstruction(facts)
     if against:
         return _judged(c, NOT_MET, against)
     unread = unread_reason(facts, "fev1_fvc")
@@ -173,7 +173,7 @@ def _obstruction(facts: PatientFacts) -> Judgement:
 
 def _fev1(facts: PatientFacts, policy: Policy) -> Judgement:
     c, window = A1pi.FEV1_WINDOW, policy.window
-    fev1 = a.recent_fev1(facts, policy)
+    fev1 = assessment.recent_fev1(facts, policy)
     if fev1 is None:
         days = policy.lookbacks.spirometry
         unread = unread_reason(facts, "spirometry", days)
@@ -196,7 +196,7 @@ def _fev1(facts: PatientFacts, policy: Policy) -> Judgement:
 
 
 def _not_smoking(facts: PatientFacts, policy: Policy) -> Judgement:
-    smoking = a.smoking_state(facts, policy)
+    smoking = assessment.smoking_state(facts, policy)
     status = {
         SmokingState.CURRENT: NOT_MET,
         SmokingState.NOT_CURRENT: MET,
@@ -207,7 +207,7 @@ def _not_smoking(facts: PatientFacts, policy: Policy) -> Judgement:
 
 
 def _adult(facts: PatientFacts) -> Judgement:
-    adult = a.is_adult(facts)
+    adult = assessment.is_adult(facts)
     if adult is None:
         return _judged(A1pi.ADULT, UNKNOWN, Reason(WORDS("facts.no_birth_date")))
     fact = Reason(WORDS("facts.age", age=facts.age), facts.patient)
@@ -218,7 +218,7 @@ def _no_lung_transplant(facts: PatientFacts) -> Judgement:
     c, lung = A1pi.NO_LUNG_TRANSPLANT, facts.lung_transplant
     if lung is None:
         return _judged(c, MET, Reason(WORDS("facts.no_lung_transplant")))
-    episode = a.inflammatory_episode(facts)
+    episode = assessment.inflammatory_episode(facts)
     if episode is None:
         fact = Reason(WORDS("facts.lung_transplant", text=lung.text), lung.source)
         return _judged(c, NOT_MET, fact)
@@ -237,10 +237,10 @@ def _no_liver_transplant(facts: PatientFacts) -> Judgement:
 
 def _no_contraindication(facts: PatientFacts) -> Judgement:
     c = A1pi.NO_CONTRAINDICATION
-    found = a.contraindications(facts)
+    found = assessment.contraindications(facts)
     if found:
         return _judged(c, NOT_MET, found[0])
-    unknown = a.anti_iga_unknown(facts)
+    unknown = assessment.anti_iga_unknown(facts)
     if unknown:
         fact = Reason(WORDS("facts.anti_iga_unknown", fact=unknown.text), unknown.source)
         return _judged(c, UNKNOWN, fact, Kind.ANTI_IGA_UNKNOWN)
@@ -248,7 +248,7 @@ def _no_contraindication(facts: PatientFacts) -> Judgement:
 
 
 def _recent_weight(facts: PatientFacts, policy: Policy) -> Judgement:
-    weight = a.recent_weight(facts, policy)
+    weight = assessment.recent_weight(facts, policy)
     if weight is None:
         days = policy.lookbacks.weight
         unread = unread_reason(facts, "body_weight", days)
@@ -269,17 +269,17 @@ def dose(order: MedicationOrder) -> Judgement:
         why = WORDS("facts.dose_unknown", problem=order.dose_problem or "dose not stated")
         return _judged(A1pi.DOSE, UNKNOWN, Reason(why, order.source))
     days = order.interval_days or 7
-    if not a.weekly(days):
+    if not assessment.weekly(days):
         per_dose = per_week * days / 7
         fact = Reason(WORDS("facts.dose_interval", dose=per_dose, days=days), order.source)
         return _judged(A1pi.DOSE, NOT_MET, fact, Kind.NOT_WEEKLY)
     fact = Reason(WORDS("facts.dose", dose=per_week), order.source)
-    return _judged(A1pi.DOSE, NOT_MET if a.off_label_dose(order) else MET, fact)
+    return _judged(A1pi.DOSE, NOT_MET if assessment.off_label_dose(order) else MET, fact)
 
 
 def labelled_dose_mg(facts: PatientFacts, policy: Policy) -> float | None:
     """The labelled weekly dose in mg from the latest weight within its lookback."""
-    weight = a.recent_weight(facts, policy)
+    weight = assessment.recent_weight(facts, policy)
     return None if weight is None else thresholds().a1pi_dose_mg_per_kg_week * weight.value
 
 

@@ -4,7 +4,7 @@ weight IV once weekly); the tolerance is in data/thresholds.json."""
 
 from __future__ import annotations
 
-from .. import assessment as a
+from .. import assessment
 from ..context import Context
 from ..recommendation import Recommendation
 from .criteria import dose
@@ -14,7 +14,7 @@ from .dose_card import dose_card
 def dose_check(ctx: Context) -> Recommendation | None:
     """When: an active A1PI order is off the labelled mg/kg weekly by more than the
     tolerance (FDA labels; CK row 27). Then: the labelled dose, corrected from the weight."""
-    order = next((o for o in a.augmentation_orders(ctx.facts) if dose(o).not_met), None)
+    order = next((o for o in assessment.augmentation_orders(ctx.facts) if dose(o).not_met), None)
     return None if order is None else dose_card(ctx, order)
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from fhir_mappings import MedicationOrder
 
-from .. import actions
-from .. import assessment as a
+from .. import actions, assessment
 from ..context import Context
 from ..knowledge import statements
 from ..reasons import order_reason, reasons
@@ -19,7 +18,7 @@ def dose_card(ctx: Context, order: MedicationOrder) -> Recommendation:
 
     The order hooks use the same card for a draft; it is the one dose check.
     """
-    weight = a.recent_weight(ctx.facts, ctx.policy)
+    weight = assessment.recent_weight(ctx.facts, ctx.policy)
     correct = labelled_dose_mg(ctx.facts, ctx.policy)
     labelled = (
         WORDS("dose_check.labelled_mg", dose=correct) if correct else WORDS("dose_check.labelled")
@@ -28,7 +27,7 @@ def dose_card(ctx: Context, order: MedicationOrder) -> Recommendation:
     weight_text = None if weight is None else ctx.judged(judge)[A1pi.RECENT_WEIGHT].fact
     values = {"kind": kind, "dose": order.mg_per_kg_per_week, "labelled": labelled}
     days = order.interval_days
-    if days is not None and order.mg_per_kg_per_week is not None and not a.weekly(days):
+    if days is not None and order.mg_per_kg_per_week is not None and not assessment.weekly(days):
         # Off the weekly interval: say the regimen as written, never a weekly average that
         # looks like the labelled dose (120 mg/kg every 14 days is not 60 mg/kg weekly).
         per_dose = order.mg_per_kg_per_week * days / 7

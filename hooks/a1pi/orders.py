@@ -11,8 +11,7 @@ from dataclasses import replace
 
 from fhir_mappings import MedicationOrder
 
-from .. import actions
-from .. import assessment as a
+from .. import actions, assessment
 from ..context import Context
 from ..knowledge import statements
 from ..reasons import order_reason
@@ -100,7 +99,7 @@ def augmentation_order(ctx: Context) -> Recommendation | None:
         necessity = Necessity(order.text, judged, Conclusion.NOT_SUPPORTED)
         return replace(card, necessity=necessity)
     card = _verdict(ctx, order, judged, Conclusion.SUPPORTED, "augmentation-candidate", "supported")
-    return replace(card, advice=card.advice + a.iga_caution(ctx.facts))
+    return replace(card, advice=card.advice + assessment.iga_caution(ctx.facts))
 
 
 def _a1pi_orders(ctx: Context) -> list[MedicationOrder]:

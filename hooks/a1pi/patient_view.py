@@ -14,8 +14,7 @@ from typing import Any
 
 from fhir_mappings import Measurement, MedicationOrder
 
-from .. import actions
-from .. import assessment as a
+from .. import actions, assessment
 from ..context import Context
 from ..knowledge import statements, thresholds
 from ..reasons import (
@@ -60,7 +59,7 @@ def augmentation(ctx: Context) -> Recommendation | None:
     ATS/ERS: contraindicated, discontinue, specialist review, work-up incomplete,
     not indicated, or candidate with the labelled dose.
     """
-    on = a.augmentation_orders(ctx.facts)
+    on = assessment.augmentation_orders(ctx.facts)
     for step in (_contraindicated, _transplant, _child, _deficiency):
         decided, recommendation = step(ctx, on)
         if decided:
@@ -76,7 +75,7 @@ def _asked(
     only when it asks for or stops something)."""
     if recommendation is None or recommendation.topic != "augmentation-not-indicated":
         return recommendation
-    return recommendation if on or a.lung_disease(ctx.facts) else None
+    return recommendation if on or assessment.lung_disease(ctx.facts) else None
 
 
 Step = tuple[bool, Recommendation | None]
@@ -110,7 +109,7 @@ def _contraindicated(ctx: Context, on: list[MedicationOrder]) -> Step:
         "augmentation-contraindicated",
         "contraindicated",
         (LABELS,),
-        reasons=(*a.contraindications(ctx.facts), *order_reasons(on)),
+        reasons=(*assessment.contraindications(ctx.facts), *order_reasons(on)),
         actions=actions.stop(on, WORDS("contraindicated.stop")),
     )
 
@@ -130,7 +129,9 @@ def _transplant(ctx: Context, on: list[MedicationOrder]) -> Step:
         genotype_reason(facts),
         *order_reasons(on),
     )
-    if lung.kind is Kind.INFLAMMATORY_EPISODE and (on or a.severity(facts) == a.SEVERE):
+    if lung.kind is Kind.INFLAMMATORY_EPISODE and (
+        on or assessment.severity(facts) == assessment.SEVERE
+    ):
         return True, _card(
             "augmentation-specialist-review",
             "lung_transplant_episode",
@@ -151,7 +152,7 @@ def _transplant(ctx: Context, on: list[MedicationOrder]) -> Step:
 
 def _after_liver_transplant(ctx: Context, on: list[MedicationOrder]) -> Recommendation | None:
     facts = ctx.facts
-    if not on and a.severity(facts) not in a.DEFICIENT:
+    if not on and assessment.severity(facts) not in assessment.DEFICIENT:
         return None
     key = "liver_transplant_on" if on else "liver_transplant_off"
     return _card(
@@ -172,7 +173,7 @@ def _child(ctx: Context, on: list[MedicationOrder]) -> Step:
     ordered); focus on liver and family care (labels; CK row 39)."""
     if not ctx.judged(judge)[A1pi.ADULT].not_met:
         return False, None
-    if not on and not a.has_aatd(ctx.facts):
+    if not on and not assessment.has_aatd(ctx.facts):
         return True, None
     return True, _card(
         "augmentation-specialist-review" if on else "augmentation-not-indicated",
@@ -188,7 +189,7 @@ def _deficiency(ctx: Context, on: list[MedicationOrder]) -> Step:
     first for SZ without one; discordant results are the results-discordant card's."""
     facts, judged = ctx.facts, ctx.judged(judge)[A1pi.SEVERE_DEFICIENCY]
     base = reasons(
-        genotype_reason(facts), aat_reason(facts), a.obstruction(facts), *order_reasons(on)
+        genotype_reason(facts), aat_reason(facts), assessment.obstruction(facts), *order_reasons(on)
     )
     match judged.kind:
         case Kind.SEVERE:
@@ -233,7 +234,7 @@ def _deficiency(ctx: Context, on: list[MedicationOrder]) -> Step:
         "not_severe",
         (A1F, LABELS, REVIEW),
         values={"label": label},
-        reasons=reasons(genotype_reason(facts), aat_reason(facts), a.obstruction(facts)),
+        reasons=reasons(genotype_reason(facts), aat_reason(facts), assessment.obstruction(facts)),
     )
 
 
@@ -267,7 +268,9 @@ def _severe(ctx: Context, on: list[MedicationOrder]) -> Recommendation | None:
     if fev1.kind is Kind.BELOW_MINIMUM:
         return _specialist(ctx, "below_minimum", (*base, fev1.fact))
     if not on and c[A1pi.NO_CONTRAINDICATION].not_met:
-        return _specialist(ctx, "contraindicated_not_on", (*base, *a.contraindications(facts)))
+        return _specialist(
+            ctx, "contraindicated_not_on", (*base, *assessment.contraindications(facts))
+        )
     obstruction = c[A1pi.OBSTRUCTION]
     if obstruction.not_met:
         if on:
@@ -351,7 +354,7 @@ def _candidate(ctx: Context, base: tuple[Reason, ...]) -> Recommendation:
     the final result first (DESIGN: a preliminary result is said, and never starts therapy
     with one click)."""
     facts, policy, c = ctx.facts, ctx.policy, ctx.judged(judge)
-    weight = a.recent_weight(facts, policy)
+    weight = assessment.recent_weight(facts, policy)
     dose_mg = labelled_dose_mg(facts, policy)
     if weight is None or dose_mg is None:  # RECENT_WEIGHT is met before a candidate
         raise RuntimeError("candidate without a recent weight")
@@ -435,7 +438,7 @@ def advanced_disease_referral(ctx: Context) -> Recommendation | None:
     transplant is the definitive treatment; augmentation does not treat the liver). Then:
     lung or liver transplant evaluation; both are said when both apply."""
     facts = ctx.facts
-    if a.severity(facts) not in a.DEFICIENT:
+    if assessment.severity(facts) not in assessment.DEFICIENT:
         return None
     lung = _advanced_lung(ctx)
     liver = facts.liver_finding() if facts.liver_transplant is None else None
@@ -464,7 +467,7 @@ def _advanced_lung(ctx: Context) -> Measurement | None:
     """A recent FEV1 below the advanced-disease threshold, without a lung transplant."""
     if ctx.facts.lung_transplant is not None:
         return None
-    fev1 = a.recent_fev1(ctx.facts, ctx.policy)
+    fev1 = assessment.recent_fev1(ctx.facts, ctx.policy)
     if fev1 is None or fev1.value >= thresholds().fev1_advanced_disease_percent:
         return None
     return fev1

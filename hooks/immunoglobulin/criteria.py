@@ -16,7 +16,7 @@ from enum import Enum, StrEnum
 
 from fhir_mappings import Measurement, MedicationOrder, PatientFacts
 
-from .. import assessment as a
+from .. import assessment
 from ..knowledge import Words, thresholds
 from ..policy import Policy
 from ..reasons import measurement_reason, reasons, unread_reason
@@ -141,11 +141,11 @@ def _baseline(facts: PatientFacts, on: tuple[MedicationOrder, ...]) -> Measureme
 
 def _no_anti_iga(facts: PatientFacts) -> Judgement:
     c = Ig.NO_ANTI_IGA
-    deficient, positive = a.iga_deficient(facts), a.anti_iga_positive(facts)
+    deficient, positive = assessment.iga_deficient(facts), assessment.anti_iga_positive(facts)
     if deficient and positive:
         text = WORDS("facts.anti_iga_positive", deficiency=deficient.text, result=positive.text)
         return Judgement(c, NOT_MET, Reason(text, positive.source))
-    unknown = a.anti_iga_unknown(facts)
+    unknown = assessment.anti_iga_unknown(facts)
     if unknown:
         text = WORDS("facts.anti_iga_unknown", deficiency=unknown.text)
         return Judgement(c, UNKNOWN, Reason(text, unknown.source))
@@ -156,7 +156,7 @@ def _trough(facts: PatientFacts, policy: Policy, on_replacement: bool) -> Judgem
     """A recent IgG: a trough only on replacement; before it, the baseline (never called a
     trough: it says nothing of how replacement is dosed)."""
     igg, days = facts.latest("igg"), policy.lookbacks.igg
-    found = measurement_reason("IgG", igg) if a.recent(igg, days, facts) else None
+    found = measurement_reason("IgG", igg) if assessment.recent(igg, days, facts) else None
     if found is not None and not on_replacement:
         baseline = Reason(WORDS("facts.baseline", value=found.text), found.source)
         return Judgement(Ig.TROUGH_MONITORED, MET, baseline)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from .. import actions
-from .. import assessment as a
+from .. import actions, assessment
 from ..context import Context
 from ..knowledge import statements
 from ..reasons import order_reason
@@ -38,7 +37,7 @@ def immunoglobulin_order(ctx: Context) -> Recommendation | None:
     return Recommendation(
         topic=topic,
         summary=WORDS(f"orders.{key}.summary"),
-        advice=WORDS("orders.advice") + a.iga_caution(ctx.facts),
+        advice=WORDS("orders.advice") + assessment.iga_caution(ctx.facts),
         evidence=statements(AAAAI, ONTARIO),
         reasons=(order_reason(order),),
         missing=tuple(f"{j.name}: {j.fact.text}" for j in judged if j.unknown) + vaccine,

@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from cds_service.sekmet import SekmetServer, free_port, sekmet, sekmet_command
+from cds_service.devtools.sekmet import SekmetServer, free_port, sekmet, sekmet_command
 
 __all__ = ["DelayingProxy", "SekmetServer", "free_port", "sekmet", "sekmet_command"]
 

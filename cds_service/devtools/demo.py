@@ -28,10 +28,11 @@ from werkzeug.serving import make_server
 
 from fhir_mappings.fhirjson import as_dict, as_list, bundle_resources
 
-from .app import create_app
-from .pipeline import evaluate
+from ..app import create_app
+from ..bundles import transaction
+from ..pipeline import evaluate
 
-SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "patients"
+SAMPLES = Path(__file__).resolve().parents[2] / "fixtures" / "patients"
 SANDBOX = "https://sandbox.cds-hooks.org"
 UPLOAD_TIMEOUT_SECONDS = 60
 
@@ -70,19 +71,6 @@ def samples(folder: Path = SAMPLES) -> list[Sample]:
 def app_url(service: str, fhir_base: str, patient_id: str) -> str:
     """The SMART app for one patient, launched standalone against the demo's open server."""
     return f"{service}/app/launch?" + urlencode({"iss": fhir_base, "patient": patient_id})
-
-
-def transaction(bundle: dict[str, Any]) -> dict[str, Any]:
-    """One PUT per resource (each resource once), so ids stay what the samples say."""
-    unique = {(r["resourceType"], r["id"]): r for r in bundle_resources(bundle) if r.get("id")}
-    return {
-        "resourceType": "Bundle",
-        "type": "transaction",
-        "entry": [
-            {"resource": r, "request": {"method": "PUT", "url": f"{kind}/{rid}"}}
-            for (kind, rid), r in unique.items()
-        ],
-    }
 
 
 def upload(base: str, sample: Sample, token: str | None = None) -> list[str]:

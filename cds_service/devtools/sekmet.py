@@ -21,7 +21,7 @@ import requests
 
 from fhir_mappings.fhirjson import as_dict, as_list
 
-from .demo import transaction
+from ..bundles import transaction
 
 STARTUP_SECONDS = 60
 
