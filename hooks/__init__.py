@@ -1,10 +1,11 @@
 """AATD guideline rules over PatientFacts -> Recommendations. Knows nothing of HTTP or FHIR JSON.
 
 Layout: each therapy that several hooks judge is a package (``a1pi/``, ``immunoglobulin/``)
-with its criteria declared once, a patient-view walk, an order check and its card words;
-``diagnosis``, ``smoking`` and ``monitoring`` are single modules. Shared judgements are in
-``assessment``, citations of facts in ``reasons``, suggested actions in ``actions``,
-guideline statements and thresholds in ``data/``. No rule module imports another.
+with its criteria declared once (a ``judge`` the context memoises), a patient-view walk and
+an order check; ``diagnosis``, ``smoking`` and ``monitoring`` are single modules. Shared
+judgements are in ``assessment``, citations of facts in ``reasons``, suggested actions in
+``actions``; the words a clinician reads in ``words/``, guideline statements, thresholds
+and the vaccine schedule in ``data/``. No rule module imports another.
 """
 
 from __future__ import annotations
