@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 from collections import Counter
 from dataclasses import replace
@@ -52,6 +53,30 @@ def uncoded(card: dict[str, Any]) -> list[str]:
     return labels
 
 
+# A FHIR id as it would show in card text: "Observation/abc-1" (a resource type the
+# service reads, a slash, an id).
+RESOURCE_TYPES = (
+    "Patient|Observation|Condition|Procedure|MedicationRequest|MedicationStatement|"
+    "MedicationAdministration|Medication|AllergyIntolerance|Immunization|FamilyMemberHistory"
+)
+RAW_ID = re.compile(rf"\b(?:{RESOURCE_TYPES})/[A-Za-z0-9.\-]{{1,64}}")
+RULE = "\n---\n"
+
+
+def reading(cards: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a clinician reads: detail words above the rule (the part that decides) and in
+    all, raw FHIR ids in summary or detail, suggestions and links per card."""
+    above = [len(c["detail"].split(RULE)[0].split()) for c in cards]
+    total = [len(c["detail"].split()) for c in cards]
+    return {
+        "detail_words_above_rule": {"median": statistics.median(above), "max": max(above)},
+        "detail_words": {"median": statistics.median(total), "max": max(total)},
+        "raw_ids_in_text": sum(len(RAW_ID.findall(c["summary"] + c["detail"])) for c in cards),
+        "suggestions_per_card_max": max(len(c.get("suggestions", [])) for c in cards),
+        "links_per_card_max": max(len(c.get("links", [])) for c in cards),
+    }
+
+
 def measure(reminders: str = "checklist") -> dict[str, Any]:
     opens = chart_opens(reminders)
     counts = {name: len(cards) for name, cards in opens.items()}
@@ -83,6 +108,7 @@ def measure(reminders: str = "checklist") -> dict[str, Any]:
         "reminders_in_checklist": items,
         "reminder_cards": reminder_cards,
         "suggestions_without_code": dict(without_code.most_common()),
+        **reading([card for cards in opens.values() for card in cards]),
     }
 
 
@@ -106,6 +132,15 @@ def main() -> None:
     print(
         f"  reminders: {found['reminders_in_checklist']} as checklist items, "
         f"{found['reminder_cards']} as cards of their own"
+    )
+    above, words = found["detail_words_above_rule"], found["detail_words"]
+    print(
+        f"  detail words above the rule: median {above['median']}, max {above['max']}"
+        f" (all: median {words['median']}, max {words['max']})"
+    )
+    print(
+        f"  raw FHIR ids in card text: {found['raw_ids_in_text']}; per card at most"
+        f" {found['suggestions_per_card_max']} suggestions, {found['links_per_card_max']} links"
     )
     print("  suggestions without a code (reasons in fhir_mappings/data/order_codes.json):")
     for label, n in found["suggestions_without_code"].items():

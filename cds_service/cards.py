@@ -1,17 +1,21 @@
-"""Recommendations -> CDS Hooks cards a clinician can trust at a glance.
+"""Recommendations -> CDS Hooks cards a clinician reads in seconds.
 
-A card says what to do (summary), why (the facts used, with values, dates and resources),
-what the guideline says and who says it (source with url and topic), what is missing, and
-offers one-click suggestions. Optional members are left out rather than sent empty.
+Above a horizontal rule, what decides: the facts used, each once, in clinical words with
+their dates (never a FHIR id), what is missing, and the advice. Below it, the guideline
+statements behind the card. The records each fact rests on go to the machine-readable
+``urn:alpha1-cds:evidence`` extension (for the SMART app, the log and the integrator).
+The summary says the action; the suggestions are the action. Optional members are left
+out rather than sent empty.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from datetime import date
 from typing import Any
 
-from hooks import Necessity, Recommendation
+from hooks import Necessity, Reason, Recommendation
 from hooks.knowledge import (
     OVERRIDE_REASON_SYSTEM,
     TOPIC_SYSTEM,
@@ -23,6 +27,9 @@ from hooks.knowledge import (
 from .suggestions import Resources, suggestion
 
 SUMMARY_LIMIT = 139  # CDS Hooks: "<140-character summary"
+CHECKLIST_EXTENSION = "urn:alpha1-cds:checklist"
+EVIDENCE_EXTENSION = "urn:alpha1-cds:evidence"
+RULE = "---"  # Markdown horizontal rule: what decides above, what supports below
 
 
 def render_response(
@@ -59,6 +66,9 @@ def render_card(
         ],
         "links": _links(rec) + _app_link(rec, app_url),
     }
+    evidence = evidence_of(rec)
+    if evidence:
+        card["extension"] = {EVIDENCE_EXTENSION: evidence}
     if rec.items:
         return _checklist(card, rec, patient_id, resources)
     suggestions = [suggestion(a, patient_id, rec.summary, resources) for a in rec.actions]
@@ -68,13 +78,10 @@ def render_card(
     return card
 
 
-CHECKLIST_EXTENSION = "urn:alpha1-cds:checklist"
-
-
 def _checklist(
     card: dict[str, Any], rec: Recommendation, patient_id: str, resources: Resources
 ) -> dict[str, Any]:
-    """The care checklist: a checklist detail, each item's suggestions, and the items for
+    """The care checklist: one line per item, each item's suggestions, and the items for
     machines in the ``urn:alpha1-cds:checklist`` extension (DESIGN)."""
     listed, suggestions = [], []
     for item in rec.items:
@@ -86,7 +93,7 @@ def _checklist(
             entry["suggestions"] = [s["uuid"] for s in made]
         listed.append(entry)
     card["detail"] = checklist_detail(rec)
-    card["extension"] = {CHECKLIST_EXTENSION: listed}
+    card.setdefault("extension", {})[CHECKLIST_EXTENSION] = listed
     if suggestions:
         card["suggestions"] = suggestions
         card["selectionBehavior"] = "any"
@@ -94,32 +101,49 @@ def _checklist(
 
 
 def checklist_detail(rec: Recommendation) -> str:
-    """Markdown: one unchecked box per reminder (what), its facts (why, since when), what
-    it still needs; then the guideline statements behind them all."""
-    parts = ["**Due**"]
+    """Markdown: the fact every item shares once at the top, then one line per item (what,
+    and why in its own facts with their dates, and what it still needs); below the rule
+    the guideline statements behind them all."""
+    shared = _shared(rec.items)
+    parts = [_facts_line(shared)] if shared else []
     for item in rec.items:
-        parts.append(f"- [ ] **{item.summary}**")
-        parts += [f"    - {reason_text(r)}" for r in item.reasons]
-        parts += [f"    - missing: {m}" for m in item.missing]
-    parts += ["", "**What the guidelines say**", rec.advice, ""]
-    for evidence in rec.evidence:
-        label = guidelines()[evidence.guideline].label
-        parts.append(f"- *{label}* ({evidence.strength}): {evidence.statement}")
-    return "\n".join(parts)
+        own = [r for r in item.reasons if r not in shared]
+        why = " · ".join([*(reason_text(r) for r in own), *(f"needs {m}" for m in item.missing)])
+        parts.append(f"- **{item.summary}**" + (f": {why}" if why else ""))
+    return "\n".join([*parts, "", RULE, "", *_below(rec)])
 
 
 def detail(rec: Recommendation) -> str:
-    """Markdown: Why, What the guideline says, What is missing."""
-    parts = ["**Why**", *(f"- {reason_text(r)}" for r in rec.reasons)]
-    if rec.necessity is not None:
-        parts += ["", *_necessity(rec.necessity)]
-    parts += ["", "**What the guideline says**", rec.advice, ""]
-    for evidence in rec.evidence:
-        label = guidelines()[evidence.guideline].label
-        parts.append(f"- *{label}* ({evidence.strength}): {evidence.statement}")
+    """Markdown: above the rule the facts and what is missing (the summary says the action,
+    the suggestions are the action); below it the advice, the medical-necessity statement
+    (order hooks) and the guideline statements."""
+    parts = [_facts_line(rec.reasons)] if rec.reasons else []
     if rec.missing:
-        parts += ["", "**What is missing**", *(f"- {item}" for item in rec.missing)]
-    return "\n".join(parts)
+        parts += ["", f"**Missing:** {'; '.join(rec.missing)}"]
+    parts += ["", RULE, "", rec.advice, ""]
+    if rec.necessity is not None:
+        parts += [*_necessity(rec.necessity), ""]
+    return "\n".join([*parts, *_below(rec)]).lstrip("\n")
+
+
+def _facts_line(reasons: Iterable[Reason]) -> str:
+    return " · ".join(reason_text(r) for r in reasons)
+
+
+def _shared(items: Iterable[Recommendation]) -> tuple[Reason, ...]:
+    """The facts every item cites (the genotype, usually): said once, at the top."""
+    lists = [item.reasons for item in items]
+    if len(lists) < 2:
+        return ()
+    return tuple(r for r in lists[0] if all(r in other for other in lists[1:]))
+
+
+def _below(rec: Recommendation) -> list[str]:
+    """Below the rule: the guideline statements, each source named once."""
+    lines = [
+        f"- *{guidelines()[e.guideline].label}* ({e.strength}): {e.statement}" for e in rec.evidence
+    ]
+    return ["**What the guidelines say**", *lines]
 
 
 def _necessity(necessity: Necessity) -> list[str]:
@@ -139,9 +163,35 @@ def _necessity(necessity: Necessity) -> list[str]:
     ]
 
 
-def reason_text(reason: Any) -> str:
-    """A reason with the record it rests on (cards and the SMART app say it alike)."""
-    return f"{reason.text} ({reason.source.cite()})" if reason.source else reason.text
+def reason_text(reason: Reason) -> str:
+    """A fact as a clinician reads it: its words and the date of its record, never the
+    record's id (that goes to the evidence extension)."""
+    when = reason.source.date if reason.source is not None else None
+    return f"{reason.text}, {clinical_date(when)}" if when else reason.text
+
+
+def clinical_date(when: date) -> str:
+    """ "14 May 2025": unambiguous in every locale, unlike 05/14/2025."""
+    return f"{when.day} {when:%b %Y}"
+
+
+def evidence_of(rec: Recommendation) -> list[dict[str, str]]:
+    """Each fact with the record it rests on, once: the card's reasons, its medical
+    necessity's, and its checklist items'."""
+    reasons = [
+        *rec.reasons,
+        *(c.fact for c in (rec.necessity.criteria if rec.necessity else ())),
+        *(r for item in rec.items for r in item.reasons),
+    ]
+    found: dict[tuple[str, str], dict[str, str]] = {}
+    for reason in reasons:
+        if reason.source is None:
+            continue
+        entry = {"fact": reason.text, "reference": reason.source.reference}
+        if reason.source.date is not None:
+            entry["date"] = reason.source.date.isoformat()
+        found.setdefault((reason.text, reason.source.reference), entry)
+    return list(found.values())
 
 
 def _summary(text: str) -> str:

@@ -160,7 +160,7 @@ def _unnamed(concept: Any, source: Source, facts: PatientFacts) -> bool:
     may be A1PI or immune globulin, so no rule may take therapy as absent."""
     if concept is not None:
         return False
-    note = "an active medication record names no medication that could be read"
+    note = "a medication order naming no drug"
     facts.cannot_read("therapy", source, note)
     return True
 

@@ -15,7 +15,7 @@ from fhir_mappings.aat import constants
 
 from .knowledge import thresholds
 from .policy import Policy
-from .reasons import FACTS, note_reason, shown_value
+from .reasons import FACTS, labelled, note_reason, shown_value
 from .recommendation import Reason
 
 SEVERE = "severe"
@@ -79,8 +79,7 @@ def obstruction(facts: PatientFacts) -> Reason | None:
     for concept, label in (("emphysema", "emphysema"), ("copd", "COPD")):
         finding = facts.conditions.get(concept)
         if finding:
-            text = FACTS("obstruction_finding", label=label, text=finding[0].text)
-            return Reason(text, finding[0].source)
+            return Reason(labelled(label, finding[0].text), finding[0].source)
     ratio = facts.latest("fev1_fvc")
     if ratio is not None and ratio.value < thresholds().fev1_fvc_obstruction:
         return Reason(FACTS("obstruction_ratio", ratio=ratio.value), ratio.source)

@@ -60,14 +60,13 @@ def level_reason(level: AatLevel | None) -> Reason | None:
         return None
     extra = FACTS("preliminary") if level.preliminary else ""
     bound = f"{level.comparator} " if level.comparator else ""
-    text = FACTS(
-        "aat",
-        reported=level.reported,
-        umol_l=level.umol_l,
-        mg_dl=level.mg_dl,
-        bound=bound,
-        extra=extra,
+    units = (
+        FACTS("aat_umol_l", bound=bound, umol_l=level.umol_l),
+        FACTS("aat_mg_dl", bound=bound, mg_dl=level.mg_dl),
     )
+    # The value as reported, then in the units it was not reported in: never twice.
+    converted = ", ".join(u for u in units if u != level.reported)
+    text = FACTS("aat", reported=level.reported, converted=converted, extra=extra)
     return Reason(text, level.source)
 
 
@@ -88,7 +87,15 @@ def finding_reason(label: str, finding: CodedFinding | None) -> Reason | None:
     if finding is None:
         return None
     past = "" if finding.active else FACTS("finding_inactive")
-    return Reason(FACTS("finding", label=label, text=finding.text, past=past), finding.source)
+    return Reason(labelled(label, finding.text, past), finding.source)
+
+
+def labelled(label: str, text: str, past: str = "") -> str:
+    """A coded finding under its label: "COPD: Chronic obstructive lung disease", but
+    "Emphysema (CT 2025)", not "emphysema: Emphysema (CT 2025)" (the label only when the
+    record's own words do not say it)."""
+    named = label.lower() in text.lower()
+    return FACTS("finding_named" if named else "finding", label=label, text=text, past=past)
 
 
 def order_reason(order: MedicationOrder) -> Reason:

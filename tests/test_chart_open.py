@@ -51,7 +51,11 @@ def test_reminders_are_items_of_one_checklist_card(client):
     items = checklist["extension"][EXTENSION]
     assert [i["topic"] for i in items] == ["liver-monitoring", "vaccinations-due", "family-testing"]
     assert checklist["summary"] == "Due: liver tests and 2 more"
-    assert checklist["detail"].startswith("**Due**\n- [ ] ")
+    # The shared fact once at the top, then one plain line per item (no checkbox glyphs).
+    above = checklist["detail"].split("\n---\n")[0].splitlines()
+    assert above[0] == "PI*ZZ (genotype, severe), 14 May 2025"
+    assert [line.split("**")[1] for line in above[1:]] == [i["summary"] for i in items]
+    assert "[ ]" not in checklist["detail"]
     # Every item's suggestions are the card's suggestions, listed by uuid.
     listed = [uuid for item in items for uuid in item["suggestions"]]
     assert listed == [s["uuid"] for s in checklist["suggestions"]]

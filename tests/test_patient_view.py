@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -343,7 +344,8 @@ def test_counselling_that_does_not_settle_family_testing_is_named(client, fixtur
     """The clinician sees why the reminder stands although counselling is on record."""
     card = cards_for(client, fixture)["family-testing"]
     assert said in card["detail"]
-    assert "Procedure/" in card["detail"]
+    references = [e["reference"] for e in card["extension"]["urn:alpha1-cds:evidence"]]
+    assert any(r.startswith("Procedure/") for r in references)
 
 
 @pytest.mark.parametrize(
@@ -356,3 +358,40 @@ def test_the_upper_limit_of_the_fev1_window_is_where_start_turns_into_discuss(
     """Issue 27: no test failed for any recommend_max between 43 and 71. At the limit the
     card says start; one point above, discuss with a specialist."""
     assert cards_for(client, fixture)["augmentation-candidate"]["summary"].startswith(start)
+
+
+# --- cards a clinician reads in seconds (issue 25) -----------------------------------------
+
+RAW_ID = re.compile(
+    r"\b(?:Patient|Observation|Condition|Procedure|MedicationRequest|MedicationStatement|"
+    r"MedicationAdministration|Medication|AllergyIntolerance|Immunization|FamilyMemberHistory)/"
+)
+WORD_BUDGET = 80  # words above the rule of a decision card
+
+
+@pytest.mark.parametrize("fixture", ALL_FIXTURES)
+def test_cards_carry_no_fhir_id_in_text_and_decide_within_eighty_words(client, fixture):
+    """The records go to the evidence extension; above the rule a decision card says its
+    facts and what is missing in at most 80 words."""
+    for topic, card in cards_for(client, fixture).items():
+        assert not RAW_ID.search(card["summary"] + card["detail"]), (topic, card["detail"])
+        above = card["detail"].split("\n---\n")[0]
+        if topic != "aatd-care-checklist":
+            assert len(above.split()) <= WORD_BUDGET, (topic, above)
+        for entry in card.get("extension", {}).get("urn:alpha1-cds:evidence", []):
+            assert entry["fact"]
+            assert RAW_ID.match(entry["reference"]), entry
+
+
+def test_each_fact_is_said_once_with_its_date_and_its_record_is_in_the_evidence(client):
+    card = cards_for(client, "seed-000-zz-emphysema")["augmentation-candidate"]
+    facts = card["detail"].split("\n---\n")[0].split("\n")[0].split(" · ")
+    assert facts[0] == "PI*ZZ (genotype, severe), 14 May 2025"
+    assert "AAT 38 mg/dL (7.3 umol/L), 2 May 2025" in facts  # the value as reported, once
+    assert len(facts) == len(set(facts))
+    evidence = card["extension"]["urn:alpha1-cds:evidence"]
+    assert evidence[0] == {
+        "fact": "PI*ZZ (genotype, severe)",
+        "reference": "Observation/seed-000-geno",
+        "date": "2025-05-14",
+    }

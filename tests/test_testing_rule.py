@@ -45,7 +45,12 @@ def test_card_says_why_with_the_facts_used(client):
     assert card["indicator"] == "info"
     assert card["summary"].startswith("Test for alpha-1 antitrypsin deficiency: COPD")
     assert len(card["summary"]) < 140
-    assert "Condition/copd-untested-copd on 2021-09-14" in card["detail"]
+    assert card["detail"].startswith("COPD, 14 Sep 2021 · No AAT level")
+    assert "Condition/" not in card["detail"]  # the record is in the evidence extension
+    evidence = card["extension"]["urn:alpha1-cds:evidence"]
+    assert {"reference": "Condition/copd-untested-copd", "date": "2021-09-14"}.items() <= next(
+        e for e in evidence if e["reference"] == "Condition/copd-untested-copd"
+    ).items()
     assert "No AAT level, phenotype or genotype" in card["detail"]
     assert "Alpha-1 Foundation guidelines 2016" in card["detail"]
     assert card["source"]["url"].startswith("https://")
@@ -60,7 +65,8 @@ def test_card_says_why_with_the_facts_used(client):
 def test_asthma_card_cites_the_obstruction(client):
     [card] = cards_for(client, "testing-asthma-persistent-obstruction")
     assert "FEV1/FVC 0.62" in card["detail"]
-    assert "Observation/asthma-obstructed-ratio" in card["detail"]
+    references = [e["reference"] for e in card["extension"]["urn:alpha1-cds:evidence"]]
+    assert "Observation/asthma-obstructed-ratio" in references
 
 
 def test_suggestions_order_level_and_phenotype_as_valid_fhir(client):

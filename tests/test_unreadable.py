@@ -137,7 +137,7 @@ def test_an_unreadable_weight_offers_no_order_again(client):
     ]
     labels = {s["label"] for s in card.get("suggestions", [])}
     assert not any("weight" in label.lower() for label in labels), labels
-    assert "review the record" in card["detail"]
+    assert "review it" in card["detail"]
 
 
 def test_an_unreadable_igg_is_never_no_igg(client):

@@ -180,7 +180,7 @@ def _fev1(facts: PatientFacts, policy: Policy) -> Judgement:
         if unread:
             return _judged(c, UNKNOWN, unread, Kind.UNREADABLE)
         return _judged(c, UNKNOWN, Reason(WORDS("facts.no_fev1", days=days)))
-    text = WORDS("facts.fev1", value=fev1.value, how=spirometry_note(fev1), window=window.label)
+    text = WORDS("facts.fev1", value=fev1.value, how=spirometry_note(fev1))
     if fev1.value < window.lower:
         fact = Reason(WORDS("facts.fev1_below_minimum", fev1=text), fev1.source)
         return _judged(c, UNKNOWN, fact, Kind.BELOW_MINIMUM)
