@@ -90,9 +90,32 @@ def map_patient(
         try:
             handler(resource, source, state)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError):
-            facts.notes.append(DataNote(f"{source.reference} could not be read; ignored", source))
+            _unreadable_record(facts, resource["resourceType"], source)
     _finish(state, lookbacks or Lookbacks())
     return facts
+
+
+# What a record of each type stands for when it cannot be read at all, so that the rules
+# that would otherwise say "none on record" say "could not be read" (``unread``).
+UNREADABLE_AS = {
+    "AllergyIntolerance": ("allergy", "an allergy record"),
+    "MedicationRequest": ("therapy", "a medication order"),
+    "MedicationStatement": ("therapy", "a medication statement"),
+    "MedicationAdministration": ("therapy", "an infusion record"),
+    "Immunization": ("immunization", "a vaccination record"),
+    "Condition": ("condition", "a diagnosis"),
+    "Procedure": ("procedure", "a procedure record"),
+    "FamilyMemberHistory": ("family_history", "a family history record"),
+    "Observation": ("observation", "a result"),
+    "Patient": ("patient", "the patient record"),
+}
+
+
+def _unreadable_record(facts: PatientFacts, resource_type: str, source: Source) -> None:
+    """A record whose reading failed outright: kept as unreadable under what it stands for,
+    never dropped (an allergy record dropped would read as "no A1PI reaction")."""
+    concept, what = UNREADABLE_AS.get(resource_type, ("record", "a record"))
+    facts.cannot_read(concept, source, f"{what} with malformed content")
 
 
 def _finish(state: _Pass, lookbacks: Lookbacks) -> None:

@@ -159,7 +159,9 @@ def vaccinations_due(ctx: Context) -> Recommendation | None:
         advice=_schedule_advice(),
         evidence=statements(*dict.fromkeys(v.statement for v in vaccine_schedule())),
         reasons=reasons(
-            genotype_reason(facts), Reason(WORDS("vaccines.none_of", due=", ".join(names)))
+            genotype_reason(facts),
+            Reason(WORDS("vaccines.none_of", due=", ".join(names))),
+            unread_reason(facts, "immunization"),  # a record unread may be one of them
         ),
         missing=tuple(WORDS("vaccines.missing", vaccine=name) for name in names),
         actions=tuple(actions.vaccinate(name) for name in names),

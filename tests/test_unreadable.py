@@ -20,6 +20,7 @@ from fhir_mappings.fhirjson import bundle_resources
 from .support.builders import hook_request, load_bundle
 
 SEED = "seed-000-zz-emphysema"
+PATIENT_VIEW = "/cds-services/aatd-patient-view"
 SNOMED = "http://snomed.info/sct"
 Edit = Callable[[dict[str, Any]], None]
 
@@ -184,3 +185,38 @@ def test_the_hook_line_counts_suppressed_and_hidden_topics_and_server_notes(clie
     assert hook.fields["serverNotes"] == 0
     assert hook.fields["unread"] == {"body_weight": 1}
     assert "about 80" not in str(hook.fields)
+
+
+def _with_allergy(coding: dict[str, Any]) -> dict[str, Any]:
+    bundle = copy.deepcopy(load_bundle(SEED))
+    allergy = {
+        "resourceType": "AllergyIntolerance",
+        "id": "seed-000-allergy",
+        "patient": {"reference": "Patient/seed-000"},
+        "code": {"coding": [coding], "text": "Prolastin-C"},
+        "recordedDate": "2026-03-01",
+    }
+    bundle["entry"].append({"resource": allergy})
+    return bundle
+
+
+def test_an_allergy_record_that_cannot_be_read_is_never_no_reaction(client):
+    """A record whose reading failed outright was noted as 'ignored' where no card or rule
+    looked: an allergy record dropped so reads as 'no A1PI anaphylaxis' and the patient is
+    told to start. Now it is unreadable, said, and the decision waits for it."""
+    malformed = {"system": 5, "code": "x"}  # a system that is not a URI: reading raises
+    response = client.post(PATIENT_VIEW, json=hook_request(_with_allergy(malformed)))
+    cards = {c["source"]["topic"]["code"]: c for c in response.json["cards"]}
+    assert "augmentation-candidate" not in cards
+    workup = cards["augmentation-workup-incomplete"]
+    assert "an allergy record with malformed content; review it" in workup["detail"]
+
+
+def test_a_readable_allergy_to_something_else_leaves_the_candidate_card(client):
+    """The near miss: an allergy record that reads, to another drug."""
+    penicillin = {"system": "http://snomed.info/sct", "code": "91936005"}
+    bundle = _with_allergy(penicillin)
+    bundle["entry"][-1]["resource"]["code"]["text"] = "Penicillin"
+    response = client.post(PATIENT_VIEW, json=hook_request(bundle))
+    topics = {c["source"]["topic"]["code"] for c in response.json["cards"]}
+    assert "augmentation-candidate" in topics

@@ -244,6 +244,9 @@ def _no_contraindication(facts: PatientFacts) -> Judgement:
     if unknown:
         fact = Reason(WORDS("facts.anti_iga_unknown", fact=unknown.text), unknown.source)
         return _judged(c, UNKNOWN, fact, Kind.ANTI_IGA_UNKNOWN)
+    unread = unread_reason(facts, "allergy")
+    if unread:  # an allergy record that could not be read may be the A1PI reaction
+        return _judged(c, UNKNOWN, unread, Kind.UNREADABLE)
     return _judged(c, MET, Reason(WORDS("facts.no_contraindication")))
 
 
