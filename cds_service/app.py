@@ -10,6 +10,9 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from hooks.knowledge import override_periods
+from hooks.monitoring import reminder_intervals
+
 from . import logs
 from .auth import init_auth
 from .config import Settings
@@ -19,7 +22,7 @@ from .responses import json_response
 from .routes import cds, public
 from .runtime import EXTENSION, Runtime, runtime_of
 from .smart_app import init_smart_app
-from .store import Store
+from .store import SnoozePolicy, Store
 
 # FHIR issue-type codes for the HTTP errors Werkzeug raises itself.
 HTTP_ISSUE_CODES = {400: "invalid", 404: "not-found", 405: "not-supported", 413: "too-long"}
@@ -42,7 +45,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         store=Store(
             settings.database_url,
             settings.patient_hash_key,
-            settings.snooze_days,
+            snooze_policy(settings),
             settings.retention_days,
             spool_dir=settings.spool_dir,
         ),
@@ -58,6 +61,17 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
 
     _register_errors(app)
     return app
+
+
+def snooze_policy(settings: Settings) -> SnoozePolicy:
+    """How long overrides hide topics: the settings, each reason's period, and the
+    recurring reminders' intervals from the rules."""
+    return SnoozePolicy(
+        topic_days=settings.snooze_days,
+        dismiss_days=settings.dismiss_snooze_days,
+        reasons=override_periods(),
+        intervals=reminder_intervals(settings.policy()),
+    )
 
 
 def close_app(app: Flask) -> None:

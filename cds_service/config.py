@@ -167,6 +167,9 @@ class Settings:
     # Days a topic stays hidden for a patient after a clinician overrode it; "default" for
     # topics not named; 0: never hidden.
     snooze_days: Mapping[str, int] = field(default_factory=lambda: dict(SNOOZE_DAYS))
+    # Days an override without a reason (a plain "Dismiss") hides a topic: a clinician in a
+    # hurry has not decided the topic away (reasons' own periods: README "Chart-open").
+    dismiss_snooze_days: int = 3
 
     def __post_init__(self) -> None:
         for name in ("fhir_timeout", "fhir_deadline", "body_timeout", "database_start_timeout"):
@@ -186,6 +189,8 @@ class Settings:
             raise ConfigError("connection_backlog must be at least 128")
         if not 1 <= self.idle_timeout <= 60:
             raise ConfigError("idle_timeout must be between 1 and 60 seconds")
+        if self.dismiss_snooze_days < 0:
+            raise ConfigError("dismiss_snooze_days must be 0 (never hidden) or a number of days")
         if self.retention_days < 0:
             raise ConfigError("retention_days must be 0 (keep) or a number of days")
         if "*" in self.cors_origins and self.cors_allow_credentials:

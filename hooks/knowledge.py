@@ -107,7 +107,14 @@ def listed(names: tuple[str, ...], last: str) -> str:
 
 @cache
 def override_reasons() -> dict[str, str]:
-    return read_json("data", "override_reasons.json")
+    """The reasons cards offer: code -> display, in the order offered."""
+    return {code: e["display"] for code, e in read_json("data", "override_reasons.json").items()}
+
+
+@cache
+def override_periods() -> dict[str, str | int]:
+    """What each reason hides: "topic" (its period), "dismiss", or a number of days."""
+    return {code: e["hides"] for code, e in read_json("data", "override_reasons.json").items()}
 
 
 @cache

@@ -16,6 +16,7 @@ from fhir_mappings import PatientFacts
 from . import actions, assessment
 from .context import Context
 from .knowledge import Words, listed, read_json, statements
+from .policy import Policy
 from .reasons import finding_reason, genotype_reason, measurement_reason, reasons, unread_reason
 from .recommendation import Reason, Recommendation
 
@@ -166,6 +167,18 @@ def vaccinations_due(ctx: Context) -> Recommendation | None:
         missing=tuple(WORDS("vaccines.missing", vaccine=name) for name in names),
         actions=tuple(actions.vaccinate(name) for name in names),
     )
+
+
+def reminder_intervals(policy: Policy) -> dict[str, int]:
+    """How often each recurring reminder falls due: an override never hides one longer
+    (vaccines: the shortest interval of the schedule; liver tests and spirometry: their
+    lookbacks)."""
+    every = [v.every_days for v in vaccine_schedule() if v.every_days is not None]
+    intervals = {
+        "liver-monitoring": policy.lookbacks.liver_tests,
+        "spirometry-due": policy.lookbacks.spirometry,
+    }
+    return intervals | ({"vaccinations-due": min(every)} if every else {})
 
 
 def _covered(facts: PatientFacts, vaccine: Vaccine) -> bool:

@@ -169,6 +169,80 @@ def test_a_snooze_expires(app, client):
     assert store.hidden_topics(key, datetime.now(UTC) + timedelta(days=400)) == frozenset()
 
 
+def _dismissed(card: dict, reason: str | None, items: list[str] | None = None) -> dict:
+    """Feedback 'overridden' on a card: with a reason code, or a plain "Dismiss" (none)."""
+    entry = overridden(card, reason=reason or "x")
+    if reason is None:
+        del entry["overrideReason"]
+    if items is not None:
+        entry["extension"] = {EXTENSION: items}
+    return entry
+
+
+def _hidden_after(app, client, entry: dict, days: int) -> frozenset[str]:
+    store = app.extensions["alpha1_cds"].store
+    store.flush()
+    assert client.post(f"{PATIENT_VIEW}/feedback", json={"feedback": [entry]}).status_code == 200
+    when = datetime.now(UTC) + timedelta(days=days)
+    return store.hidden_topics(store.patient_key("seed-000"), when)
+
+
+REMINDED = {"liver-monitoring", "vaccinations-due", "family-testing"}
+
+
+@pytest.mark.parametrize(
+    ("reason", "hidden_at_2_days", "hidden_at_4_days", "hidden_at_200_days"),
+    [
+        # A plain "Dismiss": briefly (dismiss_snooze_days, 3): the clinician in a hurry has
+        # not decided that vaccines are not due.
+        (None, REMINDED, set(), set()),
+        # The record used is wrong: ask again soon, as for a dismissal.
+        ("record-incorrect", REMINDED, set(), set()),
+        # Done elsewhere: each topic's own period (family 365, liver 180, vaccines 90).
+        ("already-addressed", REMINDED, REMINDED, {"family-testing"}),
+        # Does not apply: 365 days, never longer than a reminder's interval (liver tests
+        # here every 180 days, spirometry 365, vaccines the schedule's shortest, 365).
+        ("not-applicable", REMINDED, REMINDED, {"family-testing", "vaccinations-due"}),
+        # A reason the service does not know (an EHR's own list): the topic's period.
+        ("epic-local-reason", REMINDED, REMINDED, {"family-testing"}),
+    ],
+)
+def test_an_override_hides_for_what_its_reason_means(
+    tmp_path, reason, hidden_at_2_days, hidden_at_4_days, hidden_at_200_days
+):
+    """Issue 25: one plain 'Dismiss' of the checklist hid every item for its full period
+    (family testing and vaccines alike)."""
+    settings = {
+        **TEST_SETTINGS,
+        "database_url": f"sqlite:///{tmp_path}/cards.sqlite",
+        "lookback_liver_tests_days": 180,
+    }
+    app = create_app(settings)
+    client = app.test_client()
+    try:
+        checklist = by_topic(chart_open(client, "seed-000-zz-emphysema"))[CHECKLIST]
+        entry = _dismissed(checklist, reason)
+        assert _hidden_after(app, client, entry, 2) == hidden_at_2_days
+        store = app.extensions["alpha1_cds"].store
+        key = store.patient_key("seed-000")
+        later = {
+            d: store.hidden_topics(key, datetime.now(UTC) + timedelta(days=d)) for d in (4, 200)
+        }
+        assert later[4] == hidden_at_4_days
+        assert later[200] == hidden_at_200_days
+    finally:
+        app.extensions["alpha1_cds"].store.close()
+
+
+def test_a_plain_dismissal_of_one_checklist_item_hides_that_item_briefly(app, client):
+    checklist = by_topic(chart_open(client, "seed-000-zz-emphysema"))[CHECKLIST]
+    entry = _dismissed(checklist, None, items=["vaccinations-due"])
+    assert _hidden_after(app, client, entry, 2) == {"vaccinations-due"}
+    store = app.extensions["alpha1_cds"].store
+    key = store.patient_key("seed-000")
+    assert store.hidden_topics(key, datetime.now(UTC) + timedelta(days=4)) == frozenset()
+
+
 def test_a_contraindication_is_never_snoozed(app, client):
     card = by_topic(chart_open(client, "contraindicated-anaphylaxis-on-a1pi"))[
         "augmentation-contraindicated"
@@ -304,7 +378,7 @@ def test_a_stuck_snapshot_reload_holds_no_other_hook():
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from cds_service.store.overrides import Overrides
+    from cds_service.store.overrides import Overrides, SnoozePolicy
 
     started, release = threading.Event(), threading.Event()
 
@@ -313,7 +387,7 @@ def test_a_stuck_snapshot_reload_holds_no_other_hook():
         release.wait(10)
         return []
 
-    overrides = Overrides(engine=None, snooze_days={}, load=stuck_load)
+    overrides = Overrides(engine=None, snooze=SnoozePolicy({}), load=stuck_load)
     reloading = threading.Thread(target=overrides.hidden_topics, args=("a-patient-key",))
     reloading.start()
     try:

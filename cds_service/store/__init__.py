@@ -26,7 +26,7 @@ from .card_log import STOP_SECONDS, CardLog, IssuedCard
 from .feedback_log import CommitGate, FeedbackEntry, FeedbackLog, Stored
 from .keys import PatientKeys, generated_key
 from .lane import Lane, StoreOutcomeUnknownError, StoreUnavailableError
-from .overrides import Overrides
+from .overrides import Overrides, SnoozePolicy
 from .replay_ids import ReplayIds
 from .retention import PURGE_SECONDS, Retention
 from .schema import (
@@ -53,6 +53,7 @@ __all__ = [
     "CommitGate",
     "FeedbackEntry",
     "IssuedCard",
+    "SnoozePolicy",
     "Store",
     "StoreOutcomeUnknownError",
     "StoreStartError",
@@ -85,7 +86,7 @@ class Store:
         self,
         url: str,
         patient_hash_key: str | None = None,
-        snooze_days: Mapping[str, int] | None = None,
+        snooze: SnoozePolicy | Mapping[str, int] | None = None,
         retention_days: int = 0,
         purge_every: float = PURGE_SECONDS,
         spool_dir: str | Path | None = None,
@@ -96,7 +97,9 @@ class Store:
         self._pid_lock = threading.Lock()
         self.keys = PatientKeys(patient_hash_key or generated_key(self.engine))
         self.lane = Lane()
-        self.overrides = Overrides(self.engine, snooze_days or {})
+        if not isinstance(snooze, SnoozePolicy):  # a table of topic -> days, no reasons
+            snooze = SnoozePolicy(dict(snooze or {}))
+        self.overrides = Overrides(self.engine, snooze)
         self.retention = Retention(self.engine, retention_days)
         self.spool = Spool(Path(spool_dir) if spool_dir else default_folder(url), url)
         self.cards = CardLog(

@@ -122,7 +122,9 @@ class FeedbackLog:
     ) -> Stored:
         uuids = {e.card_uuid for e in entries}
         overrides = [
-            Override(e.card_uuid, frozenset(e.items)) for e in entries if e.outcome == "overridden"
+            Override(e.card_uuid, frozenset(e.items), e.override_code)
+            for e in entries
+            if e.outcome == "overridden"
         ]
         # RETURNING yields only the rows inserted: duplicates are skipped, not counted.
         insert = insert_ignoring_duplicates(self.engine, FEEDBACK).returning(FEEDBACK.c.id)

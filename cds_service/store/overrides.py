@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,24 +30,46 @@ Row = tuple[str, str, datetime]
 
 @dataclass(frozen=True, slots=True)
 class Override:
-    """A feedback entry 'overridden' on a card, with the checklist items it names."""
+    """A feedback entry 'overridden' on a card, with the checklist items it names and its
+    reason's code (None: a plain dismissal)."""
 
     card_uuid: str
     items: frozenset[str]
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SnoozePolicy:
+    """How long an override hides a topic for the patient: a plain dismissal (no reason)
+    briefly; a reason for its own period (the topic's, the dismissal's, or days); never a
+    recurring reminder longer than its interval; never a topic whose period is 0."""
+
+    topic_days: Mapping[str, int]
+    dismiss_days: int = 3
+    reasons: Mapping[str, str | int] = field(default_factory=dict)
+    intervals: Mapping[str, int] = field(default_factory=dict)
+
+    def days(self, topic: str, reason: str | None) -> int:
+        own = self.topic_days.get(topic, self.topic_days.get("default", 0))
+        if own <= 0:
+            return 0  # never hidden (a contraindication)
+        hides = self.reasons.get(reason, "topic") if reason else "dismiss"
+        days = own if hides == "topic" else self.dismiss_days if hides == "dismiss" else int(hides)
+        return min(days, self.intervals.get(topic, days))
 
 
 class Overrides:
     def __init__(
         self,
         engine: sa.Engine,
-        snooze_days: Mapping[str, int],
+        snooze: SnoozePolicy,
         clock: Callable[[], float] = time.monotonic,
         load: Callable[[datetime], Iterable[Row]] | None = None,
     ) -> None:
         """``load``: the active snoozes at an instant, as (patient key, topic, until) rows;
         by default read from the database."""
         self.engine = engine
-        self.snooze_days = dict(snooze_days)
+        self.policy = snooze
         self._clock = clock
         self._load = load or self._read
         self._snapshot: Snapshot = {}
@@ -104,7 +126,7 @@ class Overrides:
         """In the feedback's transaction: each override hides its card's topic (a checklist:
         each of its items, or only the items it names) for the patient the card was issued
         for, for the topic's period (0: never hidden). The rows written, for ``remember``."""
-        named = {o.card_uuid: o.items for o in overrides}
+        named = {o.card_uuid: o for o in overrides}
         if not named:
             return []
         issued = connection.execute(
@@ -116,8 +138,9 @@ class Overrides:
         for card_uuid, topic, item_topics, patient_key in issued:
             if patient_key is None:
                 continue
-            for hidden in _hidden_topics(topic, item_topics, named[card_uuid]):
-                days = self.snooze_days.get(hidden, self.snooze_days.get("default", 0))
+            override = named[card_uuid]
+            for hidden in _hidden_topics(topic, item_topics, override.items):
+                days = self.policy.days(hidden, override.reason)
                 if days > 0:
                     until = now + timedelta(days=days)
                     row = {"patient_key": patient_key, "topic": hidden, "until": until}
