@@ -48,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         "what could not be read, and every criterion as judged",
     )
 
+    cards = commands.add_parser(
+        "cards", help="one HTML page with every card the sample patients produce, for review"
+    )
+    cards.add_argument("--output", type=Path, default=Path("alpha1-cds-cards.html"))
+    cards.add_argument("--patients", type=Path, help="a folder of FHIR Bundles (default: samples)")
+    cards.add_argument("--date", type=date.fromisoformat, help="judge as of this date")
+
     report = commands.add_parser("feedback-report", help="acceptance and override rates per topic")
     report.add_argument("--since", type=date.fromisoformat, help="cards issued on or after DATE")
     report.add_argument("--format", choices=("text", "json", "html"), default="text")
@@ -78,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             return _load_patients(args)
         if args.command == "demo":
             return _demo(args)
+        if args.command == "cards":
+            return _cards(args)
         return _evaluate(args)
     except (ConfigError, UsageError) as error:
         print(f"alpha1-cds: {error}", file=sys.stderr)
@@ -174,6 +183,19 @@ def _raise_file_limit(connections: int) -> None:
             wanted=wanted,
             note="below max_connections plus room for files: raise it (ulimit -Hn, LimitNOFILE)",
         )
+
+
+def _cards(args: argparse.Namespace) -> int:
+    from . import pipeline
+    from .devtools.demo import SAMPLES
+    from .gallery import write_gallery
+
+    patients = args.patients or SAMPLES
+    if not patients.is_dir() or not any(patients.glob("*.json")):
+        raise UsageError(f"no patient Bundles in {patients}: give --patients DIR")
+    shown = write_gallery(patients, args.output, args.date or pipeline.today())
+    print(f"alpha1-cds: {shown} cards written to {args.output}")
+    return 0
 
 
 def _load_patients(args: argparse.Namespace) -> int:
