@@ -26,13 +26,13 @@ from cds_service.devtools.sekmet import SekmetServer, sekmet
 from fhir_mappings import APP_QUERIES
 
 from .conftest import TEST_SETTINGS
+from .support.browser import chromium
 from .support.builders import hook_request, load_bundle
 from .support.smart_server import SmartEhr
 
 CANDIDATE = "candidate-zz-course"
 TRANSPLANT = "seed-002-lung-transplant"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
 ISS = "https://fhir.example.org/r4"  # allowlisted in TEST_SETTINGS
 
 
@@ -155,25 +155,8 @@ def service() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no browser: {CHROMIUM} is missing (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium() as launched:
+        yield launched
 
 
 def _open(browser: Any, url: str, shot: str) -> Any:
