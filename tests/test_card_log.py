@@ -195,3 +195,30 @@ def test_a_spool_that_cannot_be_written_is_counted_and_said(tmp_path, caplog, re
     assert not spool.keep([{"card_uuid": "x"}], reason=reason)
     assert spool.lost == 1
     assert any(r.getMessage() == "card-log-lost" for r in caplog.records)
+
+
+def test_a_stop_with_a_full_queue_and_the_database_held_spools_every_card(tmp_path):
+    """The stop marker does not fit a full queue: the stop must not wait for room that never
+    comes (granian would kill the worker and every queued card with it)."""
+    url = f"sqlite:///{tmp_path / 'cards.sqlite'}"
+    engine = open_engine(url)
+    migrate(engine)
+    blocker = sqlite3.connect(tmp_path / "cards.sqlite", timeout=1, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    spool = Spool(tmp_path / "spool", url)
+    log = CardLog(engine, spool, retry_first=0.05)
+    cards = [_card(n) for n in range(11_000)]
+    log.log(cards)
+    started = time.monotonic()
+    log.close(timeout=1.0)
+    assert time.monotonic() - started < 15  # bounded by the stop's time, not a full queue
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    later = CardLog(engine, spool)  # the next start writes what the stop spooled
+    later.start()
+    deadline = time.monotonic() + 60
+    while not {c.card_uuid for c in cards} <= _stored(url):
+        assert time.monotonic() < deadline, "cards missing"
+        time.sleep(0.2)
+    later.close()
+    engine.dispose()

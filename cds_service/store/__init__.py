@@ -163,7 +163,9 @@ class Store:
 
     def close(self, timeout: float = STOP_SECONDS) -> None:
         """Write what is queued within ``timeout`` (the rest is spooled), let calls under way
-        finish, close the connections. Safe to call twice."""
+        finish, close the connections. Safe to call twice. In a forked process this closes
+        only its own connections, never the parent's (``_here`` first)."""
+        self._here()
         self.cards.close(timeout)
         self.lane.close()
         self.engine.dispose()

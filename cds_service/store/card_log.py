@@ -11,6 +11,7 @@ workers gives each worker a writer of its own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -114,7 +115,8 @@ class CardLog:
             except queue.Full:
                 overflow.append(card)
         if overflow:
-            self.spool.keep([_spooled(c.row()) for c in overflow], reason="queue-full")
+            why = "stop" if self._stop_by is not None else "queue-full"
+            self.spool.keep([_spooled(c.row()) for c in overflow], reason=why)
 
     def pending(self) -> bool:
         """Cards queued or in the writer's hands, not yet written (this process)."""
@@ -135,8 +137,9 @@ class CardLog:
         if self._pid != os.getpid() or writer is None or not writer.is_alive():
             return
         self._stop_by = self._clock() + timeout
-        self._queue.put(_STOP)
         self._wake.set()
+        with contextlib.suppress(queue.Full):  # full: the writer is held; the drain below
+            self._queue.put_nowait(_STOP)  # takes what it cannot write in time
         writer.join(timeout + 1.0)
         if writer.is_alive():  # held inside a database call: spool its batch and the queue
             leftover = [*self._in_hand, *self._drain()]
