@@ -112,6 +112,10 @@ class FeedbackLog:
         except TimeoutError:
             logs.event("feedback-store-failed", logging.ERROR, error="commit outcome unknown")
             raise StoreOutcomeUnknownError from None
+        except sa.exc.SQLAlchemyError as error:  # the commit failed: nothing was stored
+            reopen_after(self.engine, error)
+            logs.event("feedback-store-failed", logging.ERROR, **describe(error))
+            raise StoreUnavailableError from None
 
     def _write(
         self,
