@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
+from benchmarks.burden import RAW_ID, RULE
 from cds_service import create_app
 
 from .conftest import TEST_SETTINGS, ConformanceClient
@@ -362,10 +362,6 @@ def test_the_upper_limit_of_the_fev1_window_is_where_start_turns_into_discuss(
 
 # --- cards a clinician reads in seconds (issue 25) -----------------------------------------
 
-RAW_ID = re.compile(
-    r"\b(?:Patient|Observation|Condition|Procedure|MedicationRequest|MedicationStatement|"
-    r"MedicationAdministration|Medication|AllergyIntolerance|Immunization|FamilyMemberHistory)/"
-)
 WORD_BUDGET = 80  # words above the rule of a decision card
 
 
@@ -375,7 +371,7 @@ def test_cards_carry_no_fhir_id_in_text_and_decide_within_eighty_words(client, f
     facts and what is missing in at most 80 words."""
     for topic, card in cards_for(client, fixture).items():
         assert not RAW_ID.search(card["summary"] + card["detail"]), (topic, card["detail"])
-        above = card["detail"].split("\n---\n")[0]
+        above = card["detail"].split(RULE)[0]
         if topic != "aatd-care-checklist":
             assert len(above.split()) <= WORD_BUDGET, (topic, above)
         for entry in card.get("extension", {}).get("urn:alpha1-cds:evidence", []):
