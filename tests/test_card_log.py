@@ -9,6 +9,8 @@ import signal
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,6 +39,27 @@ def _stored(database_url: str) -> set[str]:
             return set(connection.scalars(sa.select(CARDS.c.card_uuid)))
     finally:
         engine.dispose()
+
+
+@contextmanager
+def _held(database: str | Path) -> Iterator[None]:
+    """Another writer holds the SQLite database (its card writer waits) until the block ends."""
+    blocker = sqlite3.connect(database, timeout=1, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
+def _wait_stored(database_url: str, uuids: Iterable[str], seconds: float = 60) -> None:
+    """Until every card of ``uuids`` is in the database (the writer, or a replayed spool)."""
+    wanted = set(uuids)
+    deadline = time.monotonic() + seconds
+    while not wanted <= _stored(database_url):
+        assert time.monotonic() < deadline, "issued cards missing from the database"
+        time.sleep(0.2)
 
 
 def _card(number: int) -> IssuedCard:
@@ -128,13 +151,8 @@ def test_a_stop_while_the_database_is_away_spools_and_loses_nothing(tmp_path):
     served = Served(workers=2)
     assert served.wait_healthy(), served.stderr()
     database = served.database_url.removeprefix("sqlite:///")
-    blocker = sqlite3.connect(database, timeout=1, isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")
-    try:
+    with _held(database):
         answered = _stop_under_load(served)
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
     assert served.process.returncode == 0, served.stderr()
     assert len(answered) > 50
     assert "card-log-spooled" in served.stderr()
@@ -142,10 +160,7 @@ def test_a_stop_while_the_database_is_away_spools_and_loses_nothing(tmp_path):
     again = Served(workers=1, env={"ALPHA1_CDS_DATABASE_URL": served.database_url})
     try:
         assert again.wait_healthy(), again.stderr()
-        deadline = time.monotonic() + 20
-        while not set(answered) <= _stored(served.database_url):
-            assert time.monotonic() < deadline, "the spooled cards were not written"
-            time.sleep(0.2)
+        _wait_stored(served.database_url, answered, seconds=20)
         assert "card-log-replayed" in again.stderr()
     finally:
         again.stop()
@@ -159,18 +174,12 @@ def test_a_full_queue_spools_and_the_spool_is_written_later(tmp_path):
     url = f"sqlite:///{tmp_path / 'cards.sqlite'}"
     engine = open_engine(url)
     migrate(engine)
-    blocker = sqlite3.connect(tmp_path / "cards.sqlite", timeout=1, isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")  # the writer is held; the queue fills
     log = CardLog(engine, Spool(tmp_path / "spool", url), retry_first=0.05)
     cards = [_card(n) for n in range(11_000)]  # past the queue and a batch in hand
-    log.log(cards)
-    assert len(list((tmp_path / "spool").glob("*.jsonl"))) == 1  # the overflow, kept
-    blocker.execute("ROLLBACK")
-    blocker.close()
-    deadline = time.monotonic() + 60
-    while not {c.card_uuid for c in cards} <= _stored(url):
-        assert time.monotonic() < deadline, "cards missing"
-        time.sleep(0.2)
+    with _held(tmp_path / "cards.sqlite"):  # the writer is held; the queue fills
+        log.log(cards)
+        assert len(list((tmp_path / "spool").glob("*.jsonl"))) == 1  # the overflow, kept
+    _wait_stored(url, (c.card_uuid for c in cards))
     log.close()
     engine.dispose()
 
@@ -203,22 +212,16 @@ def test_a_stop_with_a_full_queue_and_the_database_held_spools_every_card(tmp_pa
     url = f"sqlite:///{tmp_path / 'cards.sqlite'}"
     engine = open_engine(url)
     migrate(engine)
-    blocker = sqlite3.connect(tmp_path / "cards.sqlite", timeout=1, isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")
     spool = Spool(tmp_path / "spool", url)
     log = CardLog(engine, spool, retry_first=0.05)
     cards = [_card(n) for n in range(11_000)]
-    log.log(cards)
-    started = time.monotonic()
-    log.close(timeout=1.0)
-    assert time.monotonic() - started < 15  # bounded by the stop's time, not a full queue
-    blocker.execute("ROLLBACK")
-    blocker.close()
+    with _held(tmp_path / "cards.sqlite"):
+        log.log(cards)
+        started = time.monotonic()
+        log.close(timeout=1.0)
+        assert time.monotonic() - started < 15  # bounded by the stop's time, not a full queue
     later = CardLog(engine, spool)  # the next start writes what the stop spooled
     later.start()
-    deadline = time.monotonic() + 60
-    while not {c.card_uuid for c in cards} <= _stored(url):
-        assert time.monotonic() < deadline, "cards missing"
-        time.sleep(0.2)
+    _wait_stored(url, (c.card_uuid for c in cards))
     later.close()
     engine.dispose()
