@@ -27,6 +27,9 @@ from hooks.knowledge import (
 from .suggestions import Resources, suggestion
 
 SUMMARY_LIMIT = 139  # CDS Hooks: "<140-character summary"
+# Buttons a card offers at most: the rules list their actions most important first, and
+# what does not fit is listed in the SMART app ("ask for little", Bates et al. 2003).
+SUGGESTION_LIMIT = 5
 CHECKLIST_EXTENSION = "urn:alpha1-cds:checklist"
 EVIDENCE_EXTENSION = "urn:alpha1-cds:evidence"
 RULE = "---"  # Markdown horizontal rule: what decides above, what supports below
@@ -60,10 +63,7 @@ def render_card(
                 "display": topics()[rec.topic].display,
             },
         },
-        "overrideReasons": [
-            {"system": OVERRIDE_REASON_SYSTEM, "code": code, "display": display}
-            for code, display in override_reasons().items()
-        ],
+        "overrideReasons": _override_reasons(rec),
         "links": _links(rec) + _app_link(rec, app_url),
     }
     evidence = evidence_of(rec)
@@ -71,9 +71,10 @@ def render_card(
         card["extension"] = {EVIDENCE_EXTENSION: evidence}
     if rec.items:
         return _checklist(card, rec, patient_id, resources)
-    suggestions = [suggestion(a, patient_id, rec.summary, resources) for a in rec.actions]
-    if any(suggestions):
-        card["suggestions"] = [s for s in suggestions if s]
+    built = (suggestion(a, patient_id, rec.summary, resources) for a in rec.actions)
+    suggestions = [s for s in built if s is not None][:SUGGESTION_LIMIT]
+    if suggestions:
+        card["suggestions"] = suggestions
         card["selectionBehavior"] = "any"
     return card
 
@@ -81,16 +82,21 @@ def render_card(
 def _checklist(
     card: dict[str, Any], rec: Recommendation, patient_id: str, resources: Resources
 ) -> dict[str, Any]:
-    """The care checklist: one line per item, each item's suggestions, and the items for
-    machines in the ``urn:alpha1-cds:checklist`` extension (DESIGN)."""
-    listed, suggestions = [], []
+    """The care checklist: one line per item, at most one suggestion per item (the order
+    that settles it), and the items for machines in the ``urn:alpha1-cds:checklist``
+    extension (DESIGN)."""
+    listed: list[dict[str, Any]] = []
+    suggestions: list[dict[str, Any]] = []
     for item in rec.items:
-        built = [suggestion(a, patient_id, item.summary, resources) for a in item.actions]
-        made = [s for s in built if s is not None]
-        suggestions += made
-        entry: dict[str, Any] = {"topic": item.topic, "summary": _summary(item.summary)}
-        if made:  # CDS Hooks allows no empty list: an item with nothing to order lists none
-            entry["suggestions"] = [s["uuid"] for s in made]
+        entry: dict[str, Any] = {
+            "topic": item.topic,
+            "summary": _summary(item.summary),
+            "overrideReasons": _override_reasons(item),
+        }
+        made = _settling(item, patient_id, resources)
+        if made is not None and len(suggestions) < SUGGESTION_LIMIT:
+            suggestions.append(made)
+            entry["suggestions"] = [made["uuid"]]  # never an empty list: none, or one
         listed.append(entry)
     card["detail"] = checklist_detail(rec)
     card.setdefault("extension", {})[CHECKLIST_EXTENSION] = listed
@@ -98,6 +104,27 @@ def _checklist(
         card["suggestions"] = suggestions
         card["selectionBehavior"] = "any"
     return card
+
+
+def _override_reasons(rec: Recommendation) -> list[dict[str, str]]:
+    """The reasons that fit the card's topic (``hooks/data/override_reasons.json``); a
+    checklist offers those of its items, each once, in the file's order."""
+    topics = {item.topic for item in rec.items} or {rec.topic}
+    fitting = {code for topic in topics for code in override_reasons(topic)}
+    return [
+        {"system": OVERRIDE_REASON_SYSTEM, "code": code, "display": display}
+        for code, display in override_reasons().items()
+        if code in fitting
+    ]
+
+
+def _settling(item: Recommendation, patient_id: str, resources: Resources) -> dict[str, Any] | None:
+    """The first of the item's settling actions that builds into a suggestion."""
+    for action in item.settling_actions:
+        made = suggestion(action, patient_id, item.summary, resources)
+        if made is not None:
+            return made
+    return None
 
 
 def checklist_detail(rec: Recommendation) -> str:

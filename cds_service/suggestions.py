@@ -141,21 +141,25 @@ def _service_request(
     return _built(ServiceRequest, resource)
 
 
+def _lab_category() -> list[dict[str, Any]]:
+    return [{"coding": [_order_code("laboratory")]}]
+
+
 def _lab_order(action: OrderTest, patient_id: str, reason: str) -> dict[str, Any]:
     concept = terminology.observations().concepts[action.concept]
     code = {"coding": [_coding(concept.codes[0])], "text": concept.display}
-    category = [{"coding": [_order_code("laboratory")]}]
-    return _service_request(code, patient_id, reason, category=category)
+    return _service_request(code, patient_id, reason, category=_lab_category())
 
 
 def _service_order(action: OrderService, patient_id: str, reason: str) -> dict[str, Any]:
-    """Procedures and referrals: coded where order_codes.json holds a verified code, else
-    described in words (code.text; the data file says why there is no code)."""
+    """Procedures, referrals and lab panels: coded where order_codes.json holds a verified
+    code, else described in words (code.text; the data file says why there is no code)."""
     code: dict[str, Any] = {"text": action.text}
     concept = terminology.order_codes().concepts.get(action.key)
     if concept is not None:
         code["coding"] = [_coding(concept.codes[0])]
-    return _service_request(code, patient_id, reason)
+    extra = {"category": _lab_category()} if action.kind == "laboratory" else {}
+    return _service_request(code, patient_id, reason, **extra)
 
 
 def _a1pi_text() -> str:

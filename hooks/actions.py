@@ -35,13 +35,18 @@ def _test(concept: str, key: str) -> OrderTest:
 SPIROMETRY = _service("spirometry")
 GENETIC_COUNSELLING = _service("genetic_counselling", "referral")
 SMOKING_CESSATION = _service("smoking_cessation", "referral")
-# One orderable per resource: the liver tests by LOINC, imaging and elastography apart.
+# One orderable per resource: the liver tests as the hepatic function panel (LOINC 24325-3:
+# ALT, AST, ALP, bilirubin, albumin, total protein) plus GGT, which the panel lacks and the
+# reference's liver tests include; imaging and elastography apart. The panel comes first:
+# it is the one order the care checklist offers for the item.
+HEPATIC_PANEL = _service("hepatic_function_panel", "laboratory")
 LIVER_IMAGING: tuple[OrderTest | OrderService, ...] = (
     _service("liver_ultrasound"),
     _service("liver_elastography"),
 )
 LIVER_WORKUP: tuple[OrderTest | OrderService, ...] = (
-    *(_test(concept, concept) for concept in ("alt", "ast", "ggt", "bilirubin")),
+    HEPATIC_PANEL,
+    _test("ggt", "ggt"),
     *LIVER_IMAGING,
 )
 HEPATOLOGY = _service("hepatology", "referral")
@@ -69,7 +74,8 @@ def a1pi_products() -> tuple[A1piProduct, ...]:
 
 
 def vaccinate(vaccine: str) -> OrderService:
-    """A vaccine due, by name: the product (and its CVX code) is chosen when it is given."""
+    """A vaccine due, by name (or several, listed, as one order): the product (and its CVX
+    code) is chosen when it is given."""
     return OrderService(
         ACTIONS("vaccinate.text", vaccine=vaccine),
         ACTIONS("vaccinate.label", vaccine=vaccine),

@@ -106,9 +106,16 @@ def listed(names: tuple[str, ...], last: str) -> str:
 
 
 @cache
-def override_reasons() -> dict[str, str]:
-    """The reasons cards offer: code -> display, in the order offered."""
-    return {code: e["display"] for code, e in read_json("data", "override_reasons.json").items()}
+def override_reasons(topic: str | None = None) -> dict[str, str]:
+    """The reasons a card of ``topic`` offers (None: every reason): code -> display, in the
+    order offered. A reason is left off the topics it does not fit (its ``not_on``)."""
+    rows = read_json("data", "override_reasons.json").items()
+    unknown = {t for _, e in rows for t in e.get("not_on", ())} - topics().keys()
+    if unknown:
+        raise ValueError(f"override_reasons.json names unknown topics: {sorted(unknown)}")
+    return {
+        code: e["display"] for code, e in rows if topic is None or topic not in e.get("not_on", ())
+    }
 
 
 @cache

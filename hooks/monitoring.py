@@ -166,6 +166,8 @@ def vaccinations_due(ctx: Context) -> Recommendation | None:
         ),
         missing=tuple(WORDS("vaccines.missing", vaccine=name) for name in names),
         actions=tuple(actions.vaccinate(name) for name in names),
+        # In the checklist, one order for every vaccine due (one button per item).
+        step=actions.vaccinate(", ".join(names)) if len(names) > 1 else None,
     )
 
 

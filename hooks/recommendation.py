@@ -36,7 +36,7 @@ class OrderService:
 
     text: str
     label: str
-    kind: str = "procedure"  # "procedure" | "referral"
+    kind: str = "procedure"  # "procedure" | "referral" | "laboratory" (a panel, say)
     # The orderable's name in fhir_mappings/data/order_codes.json (coded, or listed there as
     # uncoded with the reason).
     key: str = ""
@@ -152,6 +152,8 @@ class Recommendation:
     evidence: tuple[Evidence, ...]
     reasons: tuple[Reason, ...] = ()
     missing: tuple[str, ...] = ()
+    # Most important first: a card offers at most a few (cds_service.cards.SUGGESTION_LIMIT);
+    # the SMART app lists them all.
     actions: tuple[SuggestedAction, ...] = ()
     indicator: str = field(default="")
     necessity: Necessity | None = None
@@ -160,6 +162,15 @@ class Recommendation:
     # The branch of the rule that produced it: the words key of its summary without the
     # last part ("a1pi/candidate"), or the topic when the summary was not from a template.
     branch: str = ""
+    # As an item of the care checklist, the one orderable that settles this reminder
+    # (e.g. every vaccine due in one order); None: the first of ``actions``.
+    step: SuggestedAction | None = None
+
+    @property
+    def settling_actions(self) -> tuple[SuggestedAction, ...]:
+        """What settles this reminder as a checklist item, best first: ``step``, else the
+        actions in their order (the renderer offers the first that builds)."""
+        return (self.step,) if self.step is not None else self.actions
 
     def __post_init__(self) -> None:
         topic = topics().get(self.topic)

@@ -200,6 +200,8 @@ REMINDED = {"liver-monitoring", "vaccinations-due", "family-testing"}
         ("record-incorrect", REMINDED, set(), set()),
         # Done elsewhere: each topic's own period (family 365, liver 180, vaccines 90).
         ("already-addressed", REMINDED, REMINDED, {"family-testing"}),
+        # The patient declined: as for done elsewhere, the topic's own period.
+        ("patient-declined", REMINDED, REMINDED, {"family-testing"}),
         # Does not apply: 365 days, never longer than a reminder's interval (liver tests
         # here every 180 days, spirometry 365, vaccines the schedule's shortest, 365).
         ("not-applicable", REMINDED, REMINDED, {"family-testing", "vaccinations-due"}),
@@ -241,6 +243,79 @@ def test_a_plain_dismissal_of_one_checklist_item_hides_that_item_briefly(app, cl
     store = app.extensions["alpha1_cds"].store
     key = store.patient_key("seed-000")
     assert store.hidden_topics(key, datetime.now(UTC) + timedelta(days=4)) == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("reason", "hidden_at_4_days", "hidden_at_200_days"),
+    [
+        (None, set(), set()),
+        ("already-addressed", {"family-testing"}, {"family-testing"}),
+        ("not-applicable", {"family-testing"}, {"family-testing"}),
+        ("record-incorrect", set(), set()),
+    ],
+)
+def test_an_override_of_one_checklist_item_with_a_reason_hides_that_item_only(
+    app, client, reason, hidden_at_4_days, hidden_at_200_days
+):
+    checklist = by_topic(chart_open(client, "seed-000-zz-emphysema"))[CHECKLIST]
+    entry = _dismissed(checklist, reason, items=["family-testing"])
+    assert _hidden_after(app, client, entry, 2) == {"family-testing"}
+    store = app.extensions["alpha1_cds"].store
+    key = store.patient_key("seed-000")
+    for days, hidden in ((4, hidden_at_4_days), (200, hidden_at_200_days)):
+        assert store.hidden_topics(key, datetime.now(UTC) + timedelta(days=days)) == hidden
+
+
+@pytest.mark.parametrize(
+    ("reason", "hidden_at_4_days", "hidden_at_40_days"),
+    [
+        (None, False, False),  # dismiss_snooze_days, 3
+        ("patient-declined", True, False),  # the topic's period: augmentation-candidate, 30
+        ("not-applicable", True, True),  # 365 days
+    ],
+)
+def test_an_override_of_a_decision_card_hides_it_for_its_reasons_period(
+    app, client, reason, hidden_at_4_days, hidden_at_40_days
+):
+    card = by_topic(chart_open(client, "seed-000-zz-emphysema"))["augmentation-candidate"]
+    store = app.extensions["alpha1_cds"].store
+    hidden = _hidden_after(app, client, _dismissed(card, reason), 2)
+    assert "augmentation-candidate" in hidden
+    assert hidden == {"augmentation-candidate"}  # that card only
+    key = store.patient_key("seed-000")
+    for days, expected in ((4, hidden_at_4_days), (40, hidden_at_40_days)):
+        later = store.hidden_topics(key, datetime.now(UTC) + timedelta(days=days))
+        assert ("augmentation-candidate" in later) is expected
+
+
+def test_each_card_offers_the_override_reasons_that_fit_it(client):
+    """A contraindication is not 'does not apply' nor for the patient to decline; a 'not
+    indicated' card asks for nothing to address; the checklist offers each item's reasons
+    in its extension entry (hooks/data/override_reasons.json)."""
+
+    def codes(reasons: list[dict]) -> list[str]:
+        return [r["code"] for r in reasons]
+
+    contraindicated = by_topic(chart_open(client, "contraindicated-anaphylaxis-on-a1pi"))
+    assert codes(contraindicated["augmentation-contraindicated"]["overrideReasons"]) == [
+        "already-addressed",
+        "record-incorrect",
+    ]
+    not_indicated = by_topic(chart_open(client, "seed-001-ms-obstruction"))
+    assert codes(not_indicated["augmentation-not-indicated"]["overrideReasons"]) == [
+        "not-applicable",
+        "record-incorrect",
+    ]
+    checklist = by_topic(chart_open(client, "seed-000-zz-emphysema"))[CHECKLIST]
+    for item in checklist["extension"][EXTENSION]:
+        assert "patient-declined" in codes(item["overrideReasons"]), item["topic"]
+        assert all(r["display"] for r in item["overrideReasons"])
+    assert codes(checklist["overrideReasons"]) == [
+        "already-addressed",
+        "not-applicable",
+        "record-incorrect",
+        "patient-declined",
+    ]
 
 
 def test_a_contraindication_is_never_snoozed(app, client):
@@ -351,25 +426,42 @@ def test_genetic_counselling_is_ordered_by_its_snomed_code(client):
     ]
 
 
-def test_the_liver_work_up_is_one_orderable_per_resource(client):
-    """A panel, an ultrasound and an elastography are separate orders: the tests by LOINC,
-    the ultrasound by SNOMED CT, the elastography in words (no verified code,
-    order_codes.json says why)."""
+def test_each_checklist_item_offers_the_one_order_that_settles_it(client):
+    """Issue 25: one button per item. The liver tests are the hepatic function panel by its
+    LOINC panel code; every vaccine due is one order; each suggestion one action (Epic)."""
     checklist = by_topic(chart_open(client, "seed-000-zz-emphysema"))[CHECKLIST]
-    item = next(i for i in checklist["extension"][EXTENSION] if i["topic"] == "liver-monitoring")
     suggestions = {s["uuid"]: s for s in checklist["suggestions"]}
-    orders = [suggestions[uuid]["actions"][0]["resource"] for uuid in item["suggestions"]]
-    loinc = [
-        c["code"] for o in orders for c in o["code"].get("coding", []) if "loinc" in c["system"]
-    ]
-    assert loinc == ["1742-6", "1920-8", "2324-2", "1975-2"]  # ALT, AST, GGT, bilirubin
-    snomed = [
-        c["code"] for o in orders for c in o["code"].get("coding", []) if "snomed" in c["system"]
-    ]
-    assert snomed == ["45036003"]  # Ultrasonography of abdomen
-    in_words = [o["code"]["text"] for o in orders if not o["code"].get("coding")]
-    assert in_words == ["Liver elastography (VCTE liver stiffness)"]
-    assert all(len(suggestions[uuid]["actions"]) == 1 for uuid in item["suggestions"])
+    orders = {}
+    for item in checklist["extension"][EXTENSION]:
+        [uuid] = item["suggestions"]
+        [action] = suggestions[uuid]["actions"]
+        orders[item["topic"]] = action["resource"]
+    liver = orders["liver-monitoring"]
+    assert liver["code"]["coding"][0]["code"] == "24325-3"  # Hepatic function 2000 panel
+    assert liver["category"][0]["coding"][0]["code"] == "108252007"  # Laboratory procedure
+    assert orders["vaccinations-due"]["code"]["text"] == "Vaccination due: COVID-19"
+    assert len(checklist["suggestions"]) == len(orders) <= 5
+
+
+def test_every_vaccine_due_is_one_order_in_the_checklist(client):
+    checklist = by_topic(chart_open(client, "dose-check-correct"))[CHECKLIST]
+    labels = [s["label"] for s in checklist["suggestions"]]
+    assert labels.count("Vaccinate: COVID-19, hepatitis A, hepatitis B") == 1
+    assert not any(label.startswith("Vaccinate: hepatitis") for label in labels)
+
+
+def test_the_liver_work_up_on_its_own_card_is_one_orderable_per_resource():
+    """With reminders as cards: the panel and GGT (which the panel lacks) by LOINC, the
+    ultrasound by SNOMED CT, the elastography in words (no verified code, order_codes.json
+    says why)."""
+    app = create_app({**TEST_SETTINGS, "reminders": "cards"})
+    app.test_client_class = ConformanceClient
+    card = by_topic(chart_open(app.test_client(), "seed-000-zz-emphysema"))["liver-monitoring"]
+    orders = [s["actions"][0]["resource"] for s in card["suggestions"]]
+    codes = [o["code"].get("coding", [{}])[0].get("code") for o in orders]
+    assert codes == ["24325-3", "2324-2", "45036003", None]  # panel, GGT, ultrasound, VCTE
+    assert orders[-1]["code"]["text"] == "Liver elastography (VCTE liver stiffness)"
+    assert all(len(s["actions"]) == 1 for s in card["suggestions"])
 
 
 def test_a_stuck_snapshot_reload_holds_no_other_hook():
@@ -441,7 +533,8 @@ def test_a_fifth_a1pi_product_is_one_row_of_one_data_file(client, monkeypatch):
     for function in cached:
         function.cache_clear()
     try:
-        cards = by_topic(chart_open(client, "seed-000-zz-emphysema"))
+        # IgA on record: no IgA check to order, so five products fit the five buttons.
+        cards = by_topic(chart_open(client, "safety-anti-iga-elisa-normal"))
         candidate = cards["augmentation-candidate"]
         ndcs = [
             s["actions"][0]["resource"]["medicationCodeableConcept"]["coding"][0]["code"]

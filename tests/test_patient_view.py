@@ -261,9 +261,11 @@ def test_seed_000_candidate_suggests_the_computed_dose(client):
     by_type = {s["actions"][0]["resource"]["resourceType"]: s for s in card["suggestions"]}
     [action] = by_type["MedicationRequest"]["actions"]
     request = action["resource"]
-    # Before the first dose: the AATD centre, and an IgA level (none on record).
-    labels = {s["label"] for s in card["suggestions"]}
-    assert {"Refer to an AATD specialist", "Order serum IgA"} <= labels
+    # Before the first dose an IgA level (none on record), first; then the four products.
+    # The AATD-centre referral does not fit five buttons: the SMART app lists it.
+    labels = [s["label"] for s in card["suggestions"]]
+    assert labels[0] == "Order serum IgA"
+    assert len(labels) == 5
     assert "serum IgA before the first dose" in card["detail"]
     assert (action["type"], request["resourceType"], request["status"]) == (
         "create",
@@ -363,17 +365,22 @@ def test_the_upper_limit_of_the_fev1_window_is_where_start_turns_into_discuss(
 # --- cards a clinician reads in seconds (issue 25) -----------------------------------------
 
 WORD_BUDGET = 80  # words above the rule of a decision card
+BUTTON_BUDGET = 5  # suggestions on any card
 
 
 @pytest.mark.parametrize("fixture", ALL_FIXTURES)
-def test_cards_carry_no_fhir_id_in_text_and_decide_within_eighty_words(client, fixture):
+def test_cards_carry_no_fhir_id_in_text_decide_within_eighty_words_and_few_buttons(client, fixture):
     """The records go to the evidence extension; above the rule a decision card says its
-    facts and what is missing in at most 80 words."""
+    facts and what is missing in at most 80 words; no card offers more than 5 buttons, and
+    a checklist item offers one or lists none (never an empty list)."""
     for topic, card in cards_for(client, fixture).items():
         assert not RAW_ID.search(card["summary"] + card["detail"]), (topic, card["detail"])
+        assert len(card.get("suggestions", [])) <= BUTTON_BUDGET, (topic, card["suggestions"])
         above = card["detail"].split(RULE)[0]
         if topic != "aatd-care-checklist":
             assert len(above.split()) <= WORD_BUDGET, (topic, above)
+        for item in card.get("extension", {}).get("urn:alpha1-cds:checklist", []):
+            assert len(item.get("suggestions", [None])) == 1, item
         for entry in card.get("extension", {}).get("urn:alpha1-cds:evidence", []):
             assert entry["fact"]
             assert RAW_ID.match(entry["reference"]), entry

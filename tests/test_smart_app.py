@@ -204,6 +204,10 @@ def test_standalone_launch_shows_the_candidate_at_a_glance(browser, fhir, servic
     # The same recommendations and checklist items as the cards at chart-open.
     assert _page_topics(page) == _card_topics(client, CANDIDATE)
     assert "augmentation-candidate" in _page_topics(page)
+    # Every step, those past the card's five buttons included (the AATD-centre referral).
+    steps = page.locator('#recommendations [data-topic="augmentation-candidate"] .steps')
+    assert "Refer to an AATD specialist" in steps.inner_text()
+    assert "Order serum IgA" in steps.inner_text()
     page.close()
 
 

@@ -120,6 +120,8 @@ def _recommendation(rec: Recommendation) -> dict[str, Any]:
         "advice": rec.advice,
         "reasons": [reason_text(reason) for reason in rec.reasons],
         "missing": list(rec.missing),
+        # Every step the rule offers: a card shows at most a few buttons, the app all of them.
+        "steps": list(dict.fromkeys(action.label for action in rec.actions)),
         "sources": sources,
     }
 

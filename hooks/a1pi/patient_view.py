@@ -400,7 +400,8 @@ def _candidate(ctx: Context, base: tuple[Reason, ...]) -> Recommendation:
             therapy,
         ),
         missing=checks,
-        actions=(*found, *check_actions),
+        # The checks before a first dose come first: a card shows at most a few buttons.
+        actions=(*check_actions, *found),
     )
 
 
