@@ -21,6 +21,8 @@ from hooks import Policy
 from hooks.knowledge import topics
 from hooks.policy import DEFAULT_FEV1_WINDOW, REMINDER_STYLES
 
+from .urls import check_origins
+
 ENV_PREFIX = "ALPHA1_CDS_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 AUTH_MODES = (None, "required", "off")
@@ -207,6 +209,10 @@ class Settings:
             ("https://", "http://")
         ):
             raise ConfigError("public_base_url must be an absolute http(s) URL")
+        try:
+            check_origins("smart_frame_ancestors", self.smart_frame_ancestors)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         if self.database_url.rstrip("/") in ("sqlite:", "sqlite:///:memory:"):
             raise ConfigError(
                 "database_url must name a file or a server: an in-memory "

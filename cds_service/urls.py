@@ -15,6 +15,15 @@ from urllib.parse import SplitResult, urlsplit
 _DOT_SEGMENT = re.compile(r"(^|/)\.{1,2}(/|$)")
 _ENCODED = re.compile(r"%2e|%2f|%5c", re.IGNORECASE)
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# An origin as CSP's frame-ancestors takes it: https://host[:port], or https://*.host.
+ORIGIN = re.compile(r"https?://(\*\.)?[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+
+
+def check_origins(name: str, values: tuple[str, ...]) -> None:
+    """Each entry is an origin: nothing that could end a CSP directive and start another."""
+    for value in values:
+        if not ORIGIN.fullmatch(value):
+            raise ValueError(f"{name}: {value!r} is not an origin such as https://ehr.example.org")
 
 
 def is_loopback(host: str) -> bool:

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import responses
@@ -359,3 +359,134 @@ def test_a_wildcard_allowlist_does_not_make_the_app_an_open_redirect():
         response = app.test_client().get("/app/launch?iss=https://evil.example/fhir&launch=x")
     assert response.status_code == 400
     assert b"listed by name" in response.data
+
+
+# --- readable and never blank (issue 25) ----------------------------------------------------
+
+
+def test_a_denied_authorization_says_what_the_server_answered(browser, fhir, service, caplog):
+    with SmartEhr(fhir.base, CANDIDATE) as ehr, caplog.at_level(logging.INFO):
+        ehr.deny = ("access_denied", "The user <b>declined</b> the launch")
+        page = _open(browser, f"{service}/app/launch?iss={ehr.iss}&launch=xyz", "app-denied")
+        assert "did not grant access" in page.locator(".problem").inner_text()
+        # Shown as text, escaped: the server's words are not markup here.
+        said = "It answered: access_denied: The user <b>declined</b> the launch"
+        assert said in page.locator("main ul").inner_text()
+        assert ehr.seen.token_requests == []
+        page.close()
+    [refused] = [r for r in caplog.records if r.getMessage() == "smart-launch-refused"]
+    assert refused.fields == {"reason": "authorization", "error": "access_denied"}
+    ours = [r for r in caplog.records if r.name == "alpha1_cds"]
+    assert not any("declined" in repr(r.__dict__) for r in ours)  # shown, never logged
+
+
+def test_a_token_error_names_the_oauth_error():
+    from cds_service.smart_app.launch import _said
+
+    answer = requests_response(400, {"error": "invalid_grant", "error_description": "Code expired"})
+    assert _said(answer) == "; it answered invalid_grant: Code expired"
+    assert _said(requests_response(400, {"detail": "no"})) == ""
+
+
+def requests_response(status: int, body: dict) -> Any:
+    import json as _json
+
+    import requests
+
+    response = requests.Response()
+    response.status_code = status
+    response._content = _json.dumps(body).encode()
+    return response
+
+
+def test_an_ehr_page_not_allowed_to_frame_the_app_gets_words_not_a_blank_frame(
+    browser, fhir, service, caplog
+):
+    with SmartEhr(fhir.base, CANDIDATE) as ehr, caplog.at_level(logging.INFO):
+        src = f"{service}/app/launch?iss={fhir.base}&patient={CANDIDATE}"
+        for _ in range(2):
+            page = browser.new_page()
+            page.goto(f"{ehr.base}/chart?src={quote(src, safe='')}", wait_until="load")
+            frame = page.frame_locator("iframe")
+            text = frame.locator(".problem").inner_text()
+            assert f"may not be shown inside {ehr.base}" in text
+            assert "smart_frame_ancestors" in frame.locator("main").inner_text()
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "app-frame-refused.png"))
+            page.close()
+    [logged] = [r for r in caplog.records if r.getMessage() == "smart-frame-refused"]
+    assert logged.fields["set"] == f'smart_frame_ancestors = ["{ehr.base}"]'  # once
+
+
+@pytest.mark.parametrize(
+    ("ancestors", "referer", "framed"),
+    [
+        ((), "https://ehr.example.org/chart", False),
+        (("https://ehr.example.org",), "https://ehr.example.org/chart", True),
+        (("https://*.example.org",), "https://ehr.example.org/chart", True),
+        (("https://*.example.org",), "https://example.org.evil.test/chart", False),
+        ((), "", False),  # no Referer, nothing allowed: refused all the same
+        (("https://ehr.example.org",), "", True),  # no Referer: cannot tell, not refused here
+    ],
+)
+def test_the_frame_check_follows_the_configured_ancestors(ancestors, referer, framed):
+    app = create_app(TEST_SETTINGS | {"smart_frame_ancestors": ancestors})
+    headers = {"Sec-Fetch-Dest": "iframe", "Sec-Fetch-Site": "cross-site"}
+    if referer:
+        headers["Referer"] = referer
+    response = app.test_client().get("/app/", headers=headers)
+    assert (response.status_code == 200) is framed
+    if not framed:
+        assert b"may not be shown inside" in response.data
+        policy = response.headers["Content-Security-Policy"]
+        origin = referer.rsplit("/", 1)[0] if referer else ""
+        assert policy.endswith(f"frame-ancestors 'self' {' '.join((*ancestors, origin))}".strip())
+
+
+def test_a_frame_ancestor_that_is_not_an_origin_is_refused_at_start():
+    from cds_service.config import ConfigError
+
+    with pytest.raises(ConfigError, match="smart_frame_ancestors"):
+        create_app(
+            TEST_SETTINGS | {"smart_frame_ancestors": ("https://ehr.example.org; script-src *",)}
+        )
+
+
+def test_the_app_is_readable_on_a_phone(browser, fhir, service):
+    """At 390 px: no sideways scrolling, and the plots' text at least 10 px high (they are
+    drawn at FONT_POINTS for about 400 px and scaled to the screen)."""
+    from cds_service.smart_app.plots import FONT_POINTS
+
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(f"{service}/app/launch?iss={fhir.base}&patient={CANDIDATE}", wait_until="load")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "app-phone.png"), full_page=True)
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= 390
+    images = page.locator("section img")
+    assert images.count() >= 3
+    for i in range(images.count()):
+        shown, natural = images.nth(i).evaluate("i => [i.clientWidth, i.naturalWidth]")
+        assert FONT_POINTS * 96 / 72 * shown / natural >= 10, (shown, natural)
+    page.close()
+
+
+def test_the_app_page_names_no_fhir_id_over_every_fixture(app):
+    """Dates and names, never ``Observation/...``: over every fixture's whole page."""
+    import json
+    from datetime import date
+
+    from flask import render_template
+
+    from benchmarks.burden import RAW_ID
+    from cds_service.smart_app.overview import build
+    from fhir_mappings.fhirjson import bundle_resources
+
+    from .support.builders import FIXTURES
+
+    with app.test_request_context("/app/launch"):
+        for path in sorted((FIXTURES / "patients").glob("*.json")):
+            resources = list(bundle_resources(json.loads(path.read_text(encoding="utf-8"))))
+            view = build(resources, date(2026, 11, 21), app.extensions["alpha1_cds"].policy)
+            page = render_template("overview.html", view=view, plots={})
+            text = re.sub(r"<[^>]+>", " ", page)
+            assert not RAW_ID.search(text), (path.stem, RAW_ID.search(text))

@@ -13,7 +13,16 @@ import logging
 import time
 from typing import Any
 
-from flask import Blueprint, Flask, Response, make_response, redirect, render_template, request
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+)
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -25,6 +34,7 @@ from ..prefetch import gather, server_problem
 from ..runtime import runtime
 from ..timing import arrived
 from . import launch as smart
+from .framing import error_code, log_refused_once, oauth_error, refused_frame
 from .overview import build
 
 COOKIE = "alpha1_smart_launch"
@@ -47,11 +57,37 @@ def init_smart_app(app: Flask) -> None:
     app.register_blueprint(app_pages)
 
 
+@app_pages.before_request
+def _frame_check() -> Response | None:
+    """A page the browser will refuse to show in the EHR's frame: say so in the frame
+    instead of leaving it blank, and log once what to set (framing.py)."""
+    if request.endpoint == "smart_app.static":
+        return None
+    origin = refused_frame(request.headers, runtime().settings.smart_frame_ancestors)
+    if origin is None:
+        return None
+    log_refused_once(origin)
+    g.alpha1_frame_origin = origin  # this page only, which holds nothing but the words
+    where = origin or "this EHR page"
+    return _refuse(
+        f"The app may not be shown inside {where}.",
+        [
+            "The service's administrator adds the EHR's origin to smart_frame_ancestors; "
+            "until then, open the app in a window of its own."
+        ],
+        status=403,
+    )
+
+
 @app_pages.after_request
 def _security_headers(response: Response) -> Response:
     """No scripts, no outside resources, nothing cached, no referrer (the callback URL
-    carries the authorization code); framing only by the EHR origins that are configured."""
-    ancestors = " ".join(["'self'", *runtime().settings.smart_frame_ancestors])
+    carries the authorization code); framing only by the EHR origins that are configured
+    (and, for the page saying it may not be framed, by the origin that tried)."""
+    refused = getattr(g, "alpha1_frame_origin", None)
+    ancestors = " ".join(
+        ["'self'", *runtime().settings.smart_frame_ancestors, *([refused] if refused else [])]
+    )
     response.headers["Content-Security-Policy"] = (
         "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; "
         f"form-action 'none'; frame-ancestors {ancestors}"
@@ -122,7 +158,14 @@ def launch() -> BaseResponse:
 @app_pages.get("/callback")
 def callback() -> Response:
     if "error" in request.args:
-        return _refuse("The authorization server did not grant access.", status=403)
+        # The code is logged; the description, free text from elsewhere, is only shown.
+        code = error_code(request.args)
+        logs.event("smart-launch-refused", logging.WARNING, reason="authorization", error=code)
+        return _refuse(
+            "The authorization server did not grant access.",
+            [f"It answered: {oauth_error(request.args)}"],
+            status=403,
+        )
     try:
         flight = smart.Launch.from_cookie(
             _serializer().loads(request.cookies.get(COOKIE, ""), max_age=smart.LAUNCH_SECONDS)

@@ -20,6 +20,7 @@ import requests
 from fhir_mappings import APP_QUERIES
 
 from .. import urls
+from .framing import oauth_error
 
 DISCOVERY = ".well-known/smart-configuration"
 LAUNCH_SECONDS = 600  # how long the launch cookie is good for
@@ -159,7 +160,9 @@ def exchange(flight: Launch, code: str, client_id: str, redirect_uri: str, timeo
         raise LaunchError(f"the token endpoint could not be reached ({name})") from None
     _refuse_redirect(response, "the token endpoint")
     if response.status_code != 200:
-        raise LaunchError(f"the token endpoint refused the code (HTTP {response.status_code})")
+        raise LaunchError(
+            f"the token endpoint refused the code (HTTP {response.status_code}{_said(response)})"
+        )
     body = _json(response, "the token response")
     token, patient = body.get("access_token"), body.get("patient")
     if not isinstance(token, str) or not token:
@@ -167,6 +170,19 @@ def exchange(flight: Launch, code: str, client_id: str, redirect_uri: str, timeo
     if not isinstance(patient, str) or not patient:
         raise LaunchError("the token response names no patient (is the launch scope granted?)")
     return Grant(token, patient)
+
+
+def _said(response: requests.Response) -> str:
+    """What an OAuth error response says (RFC 6749 section 5.2), when it is one."""
+    if len(response.content) > RESPONSE_LIMIT:
+        return ""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if not isinstance(body, dict) or "error" not in body:
+        return ""
+    return f"; it answered {oauth_error(body)}"
 
 
 def _refuse_redirect(response: requests.Response, what: str) -> None:

@@ -41,6 +41,8 @@ class SmartEhr:
         self.token = secrets.token_urlsafe(24)
         self.seen = Seen()
         self.approve = True  # False: /authorize stops there, as a clinician who walks away
+        # (error, error_description): /authorize sends the browser back with them instead.
+        self.deny: tuple[str, str] | None = None
         self._codes: dict[str, str] = {}  # code -> code_challenge
         self._server = make_server("127.0.0.1", self.port, self._app(), threaded=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -71,10 +73,23 @@ class SmartEhr:
             self.seen.authorize.append(params)
             if not self.approve:
                 return "Waiting for the clinician", 200
+            if self.deny is not None:
+                error, description = self.deny
+                said = {"error": error, "error_description": description}
+                back = urlencode({**said, "state": params.get("state", "")})
+                return redirect(f"{params['redirect_uri']}?{back}")
             code = secrets.token_urlsafe(16)
             self._codes[code] = params.get("code_challenge", "")
             back = {"code": code, "state": params.get("state", "")}
             return redirect(f"{params['redirect_uri']}?{urlencode(back)}")
+
+        @app.get("/chart")
+        def chart() -> Any:
+            """An EHR page that shows the app in a frame, as an EHR's activity tab does."""
+            src = request.args["src"].replace('"', "%22")
+            frame = f'<iframe src="{src}" width="900" height="600"></iframe>'
+            page = f"<!doctype html><title>Chart</title>{frame}"
+            return Response(page, content_type="text/html")
 
         @app.post("/token")
         def token() -> Any:
