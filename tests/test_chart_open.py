@@ -251,6 +251,7 @@ def test_a_plain_dismissal_of_one_checklist_item_hides_that_item_briefly(app, cl
         (None, set(), set()),
         ("already-addressed", {"family-testing"}, {"family-testing"}),
         ("not-applicable", {"family-testing"}, {"family-testing"}),
+        ("patient-declined", {"family-testing"}, {"family-testing"}),
         ("record-incorrect", set(), set()),
     ],
 )
