@@ -7,13 +7,13 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from hooks.knowledge import override_periods
 from hooks.monitoring import reminder_intervals
 
-from . import logs
+from . import logs, tracing
 from .auth import init_auth
 from .config import Settings
 from .cors import init_cors
@@ -52,6 +52,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     )
 
     logs.LOGGER.setLevel(settings.log_level.upper())
+    _trace_requests(app)  # first: every later line of the request carries its id
     init_cors(app, settings)
     _expose_timing_to_browsers(app)
     init_auth(app, settings, protected=cds, replays=app.extensions[EXTENSION].store)
@@ -81,6 +82,29 @@ def close_app(app: Flask) -> None:
     runtime = runtime_of(app)
     runtime.store.close()
     runtime.executor.shutdown(wait=True)
+
+
+def _trace_requests(app: Flask) -> None:
+    """The request's id and trace (tracing.py) for its log lines and FHIR calls; the id is
+    sent back in ``X-Request-ID``."""
+
+    @app.before_request
+    def begin() -> None:
+        g.alpha1_trace = tracing.from_headers(request.headers)
+        g.alpha1_trace_token = tracing.begin(g.alpha1_trace)
+
+    @app.after_request
+    def answer(response: Response) -> Response:
+        trace = g.get("alpha1_trace")
+        if trace is not None:
+            response.headers["X-Request-ID"] = trace.request_id
+        return response
+
+    @app.teardown_request
+    def end(_error: BaseException | None) -> None:
+        token = g.pop("alpha1_trace_token", None)
+        if token is not None:
+            tracing.end(token)
 
 
 def _expose_timing_to_browsers(app: Flask) -> None:

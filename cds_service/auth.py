@@ -44,7 +44,27 @@ FAILURE_HOLD_SECONDS = 30.0
 
 
 class AuthError(Exception):
-    """Why a token was refused: for the log only, never for the response."""
+    """Why a token was refused: for the log only, never for the response. ``reason`` is a
+    short code from a fixed set (the metric's label); the message says the details."""
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _reason(error: Exception) -> str:
+    """A PyJWT failure as a reason code."""
+    if isinstance(error, jwt.ExpiredSignatureError):
+        return "expired"
+    if isinstance(error, jwt.InvalidIssuerError):
+        return "issuer"
+    if isinstance(error, jwt.InvalidSignatureError):
+        return "signature"
+    if isinstance(error, jwt.MissingRequiredClaimError):
+        return "claims"
+    if isinstance(error, jwt.ImmatureSignatureError | jwt.InvalidIssuedAtError):
+        return "not-yet-valid"
+    return "invalid"
 
 
 @dataclass(slots=True)
@@ -87,9 +107,9 @@ class KeyStore:
             self._refresh(source, state)
             found = _find(state.keys, kid)
         if state.keys is None:
-            raise AuthError(state.failure or f"JWKS {source} unavailable")
+            raise AuthError(state.failure or f"JWKS {source} unavailable", "keys-unavailable")
         if found is None:
-            raise AuthError(f"kid {kid!r} not in the JWKS of {source}")
+            raise AuthError(f"kid {kid!r} not in the JWKS of {source}", "unknown-kid")
         return jwt.PyJWK(found)
 
     def _source(self, source: str) -> KeySource:
@@ -154,9 +174,11 @@ def _read_jwks(source: str) -> dict[str, Any]:
         else:
             jwks = json.loads(Path(source).read_text(encoding="utf-8"))
     except (OSError, ValueError, requests.RequestException) as error:
-        raise AuthError(f"JWKS {source} unavailable ({type(error).__name__})") from None
+        raise AuthError(
+            f"JWKS {source} unavailable ({type(error).__name__})", "keys-unavailable"
+        ) from None
     if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
-        raise AuthError(f"JWKS {source} has no keys")
+        raise AuthError(f"JWKS {source} has no keys", "keys-unavailable")
     return jwks
 
 
@@ -235,7 +257,7 @@ class Authenticator:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError:
-            raise AuthError("not a JWT") from None
+            raise AuthError("not a JWT", "malformed") from None
         client = self._client(unverified)
         algorithm = self._algorithm(header, client)
         key = self.keys.key(self._key_source(header, client), _kid(header))
@@ -249,25 +271,32 @@ class Authenticator:
                 leeway=self.leeway,
                 options={"require": REQUIRED_CLAIMS},
             )
+        except jwt.InvalidAudienceError:
+            # What was expected and what came: a proxy that rewrites the path or a client
+            # configured with another URL shows here at once (the audience is no secret).
+            received = str(unverified.get("aud"))[:300]
+            raise AuthError(
+                f"audience mismatch: expected {audience!r}, received {received!r}", "audience"
+            ) from None
         except (jwt.PyJWTError, TypeError, ValueError) as error:
             # TypeError/ValueError: e.g. an RS384 header naming an EC key (PyJWT raises them)
-            raise AuthError(f"{type(error).__name__}: {error}") from None
+            raise AuthError(f"{type(error).__name__}: {error}", _reason(error)) from None
         self._check(claims, client)
         return claims
 
     def _client(self, claims: Mapping[str, Any]) -> TrustedClient:
         client = self.clients.get(str(claims.get("iss")))
         if client is None:
-            raise AuthError(f"issuer {str(claims.get('iss'))[:100]!r} is not trusted")
+            raise AuthError(f"issuer {str(claims.get('iss'))[:100]!r} is not trusted", "issuer")
         return client
 
     @staticmethod
     def _algorithm(header: Mapping[str, Any], client: TrustedClient) -> str:
         algorithm = header.get("alg")
         if algorithm not in client.algorithms:
-            raise AuthError(f"algorithm {str(algorithm)[:20]!r} not allowed")
+            raise AuthError(f"algorithm {str(algorithm)[:20]!r} not allowed", "algorithm")
         if header.get("typ") not in (None, "JWT"):
-            raise AuthError("typ is not JWT")
+            raise AuthError("typ is not JWT", "malformed")
         return algorithm
 
     @staticmethod
@@ -278,42 +307,44 @@ class Authenticator:
         jku = header.get("jku")
         if jku is not None:
             if jku not in client.jku:
-                raise AuthError(f"jku {str(jku)[:200]!r} is not allowlisted for {client.iss}")
+                raise AuthError(
+                    f"jku {str(jku)[:200]!r} is not allowlisted for {client.iss}", "jku"
+                )
             return pinned or jku
         source = pinned
         if source is None:
-            raise AuthError(f"no jku in the token and no pinned JWKS for {client.iss}")
+            raise AuthError(f"no jku in the token and no pinned JWKS for {client.iss}", "jku")
         return source
 
     def _check(self, claims: Mapping[str, Any], client: TrustedClient) -> None:
         exp = claims["exp"]
         # PyJWT takes int("1700000000") for exp; RFC 7519 asks for a NumericDate (a number).
         if not isinstance(exp, int | float) or isinstance(exp, bool):
-            raise AuthError("exp is not a number")
+            raise AuthError("exp is not a number", "claims")
         if exp - time.time() > self.max_lifetime + self.leeway:
-            raise AuthError("token lifetime exceeds the maximum")
+            raise AuthError("token lifetime exceeds the maximum", "lifetime")
         if client.tenant is not None and claims.get("tenant") != client.tenant:
-            raise AuthError("tenant does not match")
+            raise AuthError("tenant does not match", "tenant")
         if not isinstance(claims["jti"], str) or not claims["jti"]:
-            raise AuthError("jti missing")
+            raise AuthError("jti missing", "claims")
         expires = float(claims["exp"]) + self.leeway
         if not self.replays.first_use(client.iss, claims["jti"], expires):
-            raise AuthError("jti replayed")
+            raise AuthError("jti replayed", "replayed")
 
 
 def _bearer(authorization: str | None) -> str:
     if not authorization:
-        raise AuthError("no Authorization header")
+        raise AuthError("no Authorization header", "no-token")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise AuthError("Authorization is not a Bearer token")
+        raise AuthError("Authorization is not a Bearer token", "no-token")
     return token.strip()
 
 
 def _kid(header: Mapping[str, Any]) -> str:
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
-        raise AuthError("kid missing")
+        raise AuthError("kid missing", "malformed")
     return kid
 
 
@@ -353,6 +384,7 @@ def init_auth(
             issue = Issue("login", "Authentication required")
             return json_response(operation_outcome([issue]), 401, {"WWW-Authenticate": "Bearer"})
         g.client = claims["iss"]
+        g.tenant = claims.get("tenant") if isinstance(claims.get("tenant"), str) else None
         g.auth_ms = elapsed_ms(started)
         return None
 

@@ -24,7 +24,7 @@ import urllib3
 from fhir_mappings import Window
 from fhir_mappings.fhirjson import bundle_resources
 
-from . import urls
+from . import tracing, urls
 from .bundles import FAILED_SEVERITIES, bundle_outcomes, next_link, scan, unusable
 
 NOT_FOUND = frozenset({404, 410})
@@ -175,7 +175,7 @@ class FhirClient:
         try:
             response = _session().get(
                 url,
-                headers=self.headers,
+                headers={**self.headers, **tracing.outgoing()},
                 timeout=min(self.timeout, remaining),
                 allow_redirects=False,
                 stream=True,

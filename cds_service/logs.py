@@ -13,17 +13,31 @@ from typing import Any
 
 import orjson
 
+from . import tracing
+
 LOGGER = logging.getLogger("alpha1_cds")
 LOGGER.addHandler(logging.NullHandler())  # silent until configure(): a library by default
 
 
+def _stamp_trace(record: logging.LogRecord) -> bool:
+    """The request's id and trace, taken when the line is logged (in the request's
+    context), for every line of the request, whenever it is formatted."""
+    record.trace = tracing.log_fields()
+    return True
+
+
+LOGGER.addFilter(_stamp_trace)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
+            "time": f"{stamp}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "event": record.getMessage(),
         }
+        entry.update(getattr(record, "trace", {}))  # the request's id and trace
         entry.update(getattr(record, "fields", {}))
         if record.exc_info and record.exc_info[0] is not None:
             # The exception type and where it happened; its message may quote input data.

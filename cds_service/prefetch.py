@@ -28,7 +28,7 @@ from urllib.parse import quote, urlsplit
 from fhir_mappings import Query
 from fhir_mappings.fhirjson import bundle_resources, names_other_patient
 
-from . import urls
+from . import tracing, urls
 from .bundles import FAILED_SEVERITIES, Scan, bundle_outcomes, next_link, scan, unusable
 from .config import Settings
 from .errors import Issue, ServiceError
@@ -165,7 +165,7 @@ def gather(
     if client is not None:
         futures: dict[str, Future[Fetched]] = {
             key: executor.submit(
-                client.read_all,
+                tracing.carried(client.read_all),
                 render(query.template, request["context"]),
                 deadline,
                 query.resource_type,
@@ -175,7 +175,9 @@ def gather(
             for key, query in to_fetch.items()
         }
         futures |= {
-            key: executor.submit(client.continue_pages, bundle, deadline, Fetched(pages=1))
+            key: executor.submit(
+                tracing.carried(client.continue_pages), bundle, deadline, Fetched(pages=1)
+            )
             for key, bundle in to_continue.items()
         }
         _collect(futures, deadline, gathered, sources, patient_id)

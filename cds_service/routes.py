@@ -91,6 +91,7 @@ def invoke(service_id: str) -> Response:
         "hook",
         service=service.id,
         hookInstance=body["hookInstance"],
+        **client_fields(),
         status=200,
         topics=result.topics,
         # Records that could not be read, by concept name and count: never their values.
@@ -107,6 +108,12 @@ def invoke(service_id: str) -> Response:
     store.log_issued(issued_cards(result.response, service.id, body["hookInstance"], patient_key))
     server_timing = ", ".join(f"{name};dur={ms}" for name, ms in timings.items())
     return json_response(result.response, headers={"Server-Timing": server_timing})
+
+
+def client_fields() -> dict[str, Any]:
+    """The calling client (its JWT's ``iss`` and ``tenant``) when auth named one."""
+    fields = {"iss": g.get("client"), "tenant": g.get("tenant")}
+    return {name: value for name, value in fields.items() if value}
 
 
 @cds.post("/cds-services/<service_id>/feedback")

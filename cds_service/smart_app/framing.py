@@ -15,10 +15,10 @@ import logging
 import re
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Protocol
 from urllib.parse import urlsplit
 
 from .. import logs
+from ..tracing import Headers
 from ..urls import ORIGIN
 
 # RFC 6749 appendix A.7 and A.8: error is NQSCHAR, error_description NQSCHAR with spaces.
@@ -27,10 +27,6 @@ DESCRIPTION_LIMIT = 300
 _LOGGED: set[str] = set()
 _LOGGED_LIMIT = 256
 _LOCK = threading.Lock()
-
-
-class Headers(Protocol):
-    def get(self, key: str, /) -> str | None: ...
 
 
 def refused_frame(headers: Headers, allowed: Iterable[str]) -> str | None:
