@@ -55,6 +55,16 @@ def _ref(value: str, current: str) -> str:
     return value
 
 
+def _live(summary: str) -> dict[str, Any]:
+    status = {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}}
+    responses = {"200": _inline("Up", status)}
+    return {"get": {"summary": summary, "security": [], "responses": responses}}
+
+
+def _inline(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
 def _errors(*codes: str) -> dict[str, Any]:
     ref = {"$ref": "#/components/schemas/OperationOutcome"}
     return {
@@ -182,23 +192,23 @@ def document() -> dict[str, Any]:
                 }
             },
             **services,
-            "/healthz": {
+            "/livez": _live("Liveness: the process answers"),
+            "/healthz": _live("Liveness (the old name of /livez)"),
+            "/readyz": {
                 "get": {
-                    "summary": "Liveness for load balancers",
+                    "summary": "Readiness: the store answers at its schema version and the"
+                    " request pool is not saturated",
                     "security": [],
                     "responses": {
-                        "200": {
-                            "description": "Up",
+                        "200": _inline("Ready, with each check", {"type": "object"}),
+                        "503": {
+                            "description": "Not ready: an issue per failed check",
                             "content": {
                                 "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "required": ["status"],
-                                        "properties": {"status": {"const": "ok"}},
-                                    }
+                                    "schema": {"$ref": "#/components/schemas/OperationOutcome"}
                                 }
                             },
-                        }
+                        },
                     },
                 }
             },

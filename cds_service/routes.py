@@ -12,6 +12,7 @@ from . import logs, pipeline
 from .errors import Issue, ServiceError
 from .feedback import entries as feedback_entries
 from .feedback import unstorable
+from .health import POOL_GAUGE, readiness
 from .issuance import issued_cards
 from .openapi import document
 from .pipeline import draft_orders, evaluate
@@ -40,9 +41,26 @@ def openapi() -> Response:
     return json_response(document())
 
 
-@public.get("/healthz")
-def healthz() -> Response:
+@public.get("/livez")
+@public.get("/healthz")  # kept, as liveness, for the setups that already probe it
+def livez() -> Response:
+    """The process answers: nothing else is checked (health.py says why)."""
     return json_response({"status": "ok"})
+
+
+@public.get("/readyz")
+def readyz() -> Response:
+    """Send this instance hook calls? 200 with the checks when ready, else a 503 whose
+    OperationOutcome names each check that failed and what it found."""
+    ready, checks = readiness(runtime().store, request.environ.get(POOL_GAUGE))
+    if ready:
+        return json_response({"status": "ready", "checks": checks})
+    failed = [
+        Issue("transient", f"{name}: " + ", ".join(f"{k} {v}" for k, v in found.items()))
+        for name, found in checks.items()
+        if found.get("status") != "ok"
+    ]
+    raise ServiceError(503, failed)
 
 
 @cds.post("/cds-services/<service_id>")

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from . import logs
 from .collector import settle_collector
 from .config import Settings
+from .health import POOL_GAUGE, PoolGauge
 from .timing import ARRIVAL
 
 Headers = list[tuple[str, str]]
@@ -76,6 +77,7 @@ class WsgiBridge:
         self.max_body_bytes = max_body_bytes
         self.on_stop = on_stop
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="request")
+        self.gauge = PoolGauge(threads)  # requests handed to the pool, for /readyz
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         """Granian calls this once per worker; nothing to prepare."""
@@ -112,8 +114,13 @@ class WsgiBridge:
         except Exception:  # the client went away mid-body: nobody to answer
             return
         environ = wsgi_environ(scope, body, arrival)
+        environ[POOL_GAUGE] = self.gauge
         loop = asyncio.get_running_loop()
-        status, headers, payload = await loop.run_in_executor(self.pool, self._call, environ)
+        self.gauge.enter()
+        try:
+            status, headers, payload = await loop.run_in_executor(self.pool, self._call, environ)
+        finally:
+            self.gauge.leave()
         _send(protocol, status, headers, payload)
 
     async def _read_body(self, scope: Scope, protocol: Any) -> bytes:

@@ -125,3 +125,24 @@ def test_a_stopped_database_loses_no_card_and_feedback_resumes(app):
     while _feedback(app.test_client(), issued[-1])[0] != 200:
         assert time.monotonic() < deadline, "feedback did not resume"
         time.sleep(1)
+
+
+def test_readiness_fails_while_the_database_is_down_and_recovers(app):
+    """Issue 28 item 3: /readyz says 503 (and what failed) while PostgreSQL is stopped, and
+    ready again once it is back; /livez stays 200 throughout."""
+    client = app.test_client()
+    assert client.get("/readyz").status_code == 200
+    _postgres("halt")
+    try:
+        started = time.monotonic()
+        down = client.get("/readyz")
+        assert time.monotonic() - started < 3.0  # bounded: a probe never hangs
+        assert down.status_code == 503
+        assert down.json["issue"][0]["diagnostics"].startswith("store: status unreachable")
+        assert client.get("/livez").status_code == 200
+    finally:
+        _postgres("resume")
+    deadline = time.monotonic() + 20
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "readiness did not recover"
+        time.sleep(0.5)

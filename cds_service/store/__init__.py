@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from .card_log import STOP_SECONDS, CardLog, IssuedCard
 from .feedback_log import CommitGate, FeedbackEntry, FeedbackLog, Stored
 from .keys import PatientKeys, generated_key
@@ -149,6 +151,25 @@ class Store:
         if self.cards.pending():  # queued, or in the writer's hands, not yet written
             self.cards.flush(timeout=2.0)
         return self.feedback.store(service, entries)
+
+    # --- readiness ------------------------------------------------------------------------------
+
+    def schema_state(self, wait: float) -> dict[str, object]:
+        """For ``/readyz``: does the database answer within ``wait`` seconds, at the schema
+        version this code expects? ``status``: ok, unreachable, or behind / ahead (a
+        migration not run, or a newer version's database)."""
+        self._here()
+        expected = MIGRATIONS[-1][0]
+        try:
+            version = self.lane.run("ready", wait, self._schema_version)
+        except Exception as error:  # a timeout, a refused connection, a dropped table
+            return {"status": "unreachable", "expected": expected, "error": type(error).__name__}
+        status = "ok" if version == expected else "behind" if version < expected else "ahead"
+        return {"status": status, "version": version, "expected": expected}
+
+    def _schema_version(self) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.scalar(sa.select(sa.func.max(SCHEMA_VERSION.c.version))) or 0)
 
     # --- upkeep ---------------------------------------------------------------------------------
 
