@@ -18,9 +18,11 @@ from .auth import init_auth
 from .config import Settings
 from .cors import init_cors
 from .errors import Issue, ServiceError, operation_outcome
+from .metrics import metrics, process_stopped
 from .responses import json_response
 from .routes import cds, public
 from .runtime import EXTENSION, Runtime, runtime_of
+from .services import SERVICES
 from .smart_app import init_smart_app
 from .store import SnoozePolicy, Store
 
@@ -82,6 +84,7 @@ def close_app(app: Flask) -> None:
     runtime = runtime_of(app)
     runtime.store.close()
     runtime.executor.shutdown(wait=True)
+    process_stopped()  # this worker's live gauges leave the instance's sums
 
 
 def _trace_requests(app: Flask) -> None:
@@ -98,6 +101,7 @@ def _trace_requests(app: Flask) -> None:
         trace = g.get("alpha1_trace")
         if trace is not None:
             response.headers["X-Request-ID"] = trace.request_id
+        _count_request(response.status_code)
         return response
 
     @app.teardown_request
@@ -105,6 +109,17 @@ def _trace_requests(app: Flask) -> None:
         token = g.pop("alpha1_trace_token", None)
         if token is not None:
             tracing.end(token)
+
+
+def _count_request(status: int) -> None:
+    """Requests by endpoint, service and status (labels from fixed sets only: an unknown
+    path is counted under no endpoint, an unknown service id under none)."""
+    service = (request.view_args or {}).get("service_id")
+    metrics().requests.labels(
+        request.endpoint or "none",
+        service if service in SERVICES else "",
+        str(status),
+    ).inc()
 
 
 def _expose_timing_to_browsers(app: Flask) -> None:

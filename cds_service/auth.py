@@ -28,6 +28,7 @@ from flask import Blueprint, Flask, Response, g, request
 from . import logs
 from .config import Settings, TrustedClient
 from .errors import Issue, operation_outcome
+from .metrics import metrics
 from .responses import json_response
 from .services import SERVICES
 from .timing import elapsed_ms
@@ -380,6 +381,7 @@ def init_auth(
         try:
             claims = authenticator.verify(request.headers.get("Authorization"), audience)
         except AuthError as error:
+            metrics().auth_refusals.labels(error.reason).inc()
             logs.event("auth-rejected", logging.WARNING, path=request.path, reason=str(error))
             issue = Issue("login", "Authentication required")
             return json_response(operation_outcome([issue]), 401, {"WWW-Authenticate": "Bearer"})

@@ -108,6 +108,7 @@ def _serve(args: argparse.Namespace) -> int:
     from granian.log import LogLevels
     from granian.server import Server
 
+    from .metrics import prepare_directory
     from .store import StoreStartError, prepare_store
 
     if args.config:
@@ -126,6 +127,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"alpha1-cds: {error}", file=sys.stderr)
         return 1
     _raise_file_limit(settings.max_connections)
+    # One metrics directory for the workers, so /metrics on any of them shows them all.
+    prepare_directory()
     print(_listening(args, settings), flush=True)
     Server(
         "cds_service.serving:application",

@@ -21,6 +21,7 @@ from hooks import Policy
 from hooks.knowledge import topics
 from hooks.policy import DEFAULT_FEV1_WINDOW, REMINDER_STYLES
 
+from .metrics_access import MODES as METRICS_MODES
 from .urls import check_origins
 
 ENV_PREFIX = "ALPHA1_CDS_"
@@ -158,6 +159,10 @@ class Settings:
     # FHIR servers whose records the app may open without an authorization (`?iss=&patient=`,
     # a demo or test server) while auth is required; with auth off any allowed server may.
     smart_open_servers: tuple[str, ...] = ()
+    # Who may read /metrics: "loopback" (a scraper on this machine, not through a proxy),
+    # "token" (Authorization: Bearer metrics_token) or "open" (docs/operations.md).
+    metrics_access: str = "loopback"
+    metrics_token: str | None = None
     # Days issued cards and feedback are kept (deleted hourly after; 0: kept for ever). The
     # default keeps a full year for the feedback report, past the longest override period.
     retention_days: int = 400
@@ -199,6 +204,10 @@ class Settings:
             raise ConfigError("cors_origins '*' cannot be combined with cors_allow_credentials")
         if self.auth_mode not in AUTH_MODES:
             raise ConfigError("auth_mode must be 'required' or 'off'")
+        if self.metrics_access not in METRICS_MODES:
+            raise ConfigError(f"metrics_access must be one of {', '.join(METRICS_MODES)}")
+        if self.metrics_access == "token" and not self.metrics_token:
+            raise ConfigError('metrics_access "token" needs metrics_token')
         if self.replay_check_unavailable not in ("per-worker", "refuse"):
             raise ConfigError('replay_check_unavailable must be "per-worker" or "refuse"')
         if self.auth_leeway_seconds < 0 or self.auth_max_token_lifetime_seconds <= 0:

@@ -26,6 +26,7 @@ from fhir_mappings.fhirjson import bundle_resources
 
 from . import tracing, urls
 from .bundles import FAILED_SEVERITIES, bundle_outcomes, next_link, scan, unusable
+from .metrics import metrics
 
 NOT_FOUND = frozenset({404, 410})
 READ_BYTES = 8192
@@ -51,6 +52,32 @@ class Fetched:
     pages: int = 0
     matches: int = 0
     notes: list[str] = field(default_factory=list)
+
+
+# Why a call or a key failed, as a metric label: the first phrase of the reason found here
+# names it (the reasons are written in this module and prefetch.py).
+REASON_CODES = (
+    ("another patient", "other-patient"),
+    ("two different copies", "conflicting-copies"),
+    ("max_resources", "too-many-resources"),
+    ("pages", "too-many-pages"),
+    ("deadline", "timeout"),
+    ("in time", "timeout"),
+    ("could not be reached", "unreachable"),
+    ("answered HTTP", "upstream-status"),
+    ("OperationOutcome", "upstream-error"),
+    ("reported an error", "upstream-error"),
+    ("cut short", "window-cut-short"),
+    ("not JSON", "malformed"),
+    ("not a FHIR", "malformed"),
+    ("nested too deeply", "malformed"),
+    ("larger than", "too-large"),
+    ("not prefetched", "not-prefetched"),
+)
+
+
+def reason_code(why: str) -> str:
+    return next((code for phrase, code in REASON_CODES if phrase in why), "other")
 
 
 class FhirClient:
@@ -169,6 +196,21 @@ class FhirClient:
             )
 
     def _get(self, url: str, deadline: float, read: bool) -> dict[str, Any] | None:
+        """One GET, counted and timed for /metrics by its outcome."""
+        started, outcome = time.perf_counter(), "ok"
+        try:
+            body = self._call(url, deadline, read)
+            outcome = "ok" if body is not None else "not-found"
+            return body
+        except FetchError as error:
+            outcome = reason_code(str(error))
+            raise
+        finally:
+            found = metrics()
+            found.fhir_calls.labels(outcome).inc()
+            found.fhir_seconds.observe(time.perf_counter() - started)
+
+    def _call(self, url: str, deadline: float, read: bool) -> dict[str, Any] | None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise FetchError("the deadline for FHIR calls passed")

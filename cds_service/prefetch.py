@@ -32,7 +32,8 @@ from . import tracing, urls
 from .bundles import FAILED_SEVERITIES, Scan, bundle_outcomes, next_link, scan, unusable
 from .config import Settings
 from .errors import Issue, ServiceError
-from .fhir_client import Fetched, FetchError, FhirClient
+from .fhir_client import Fetched, FetchError, FhirClient, reason_code
+from .metrics import metrics
 
 
 class KeyState(Enum):
@@ -315,6 +316,9 @@ def _collect(
 
 
 def _unobtainable(reasons: Mapping[str, str]) -> ServiceError:
+    counted = metrics().prefetch_412
+    for key, why in reasons.items():
+        counted.labels(key, reason_code(why)).inc()
     issues = [
         Issue(
             "incomplete",

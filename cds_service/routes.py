@@ -14,6 +14,8 @@ from .feedback import entries as feedback_entries
 from .feedback import unstorable
 from .health import POOL_GAUGE, readiness
 from .issuance import issued_cards
+from .metrics import exposition, metrics
+from .metrics_access import metrics_refusal
 from .openapi import document
 from .pipeline import draft_orders, evaluate
 from .prefetch import gather
@@ -46,6 +48,16 @@ def openapi() -> Response:
 def livez() -> Response:
     """The process answers: nothing else is checked (health.py says why)."""
     return json_response({"status": "ok"})
+
+
+@public.get("/metrics")
+def metrics_page() -> Response:
+    """Prometheus text format, for whom ``metrics_access`` allows (metrics_access.py)."""
+    refusal = metrics_refusal(request, runtime().settings)
+    if refusal is not None:
+        raise ServiceError.single(403, "security", refusal)
+    body, content_type = exposition()
+    return Response(body, 200, content_type=content_type)
 
 
 @public.get("/readyz")
@@ -123,9 +135,19 @@ def invoke(service_id: str) -> Response:
         ms=elapsed_ms(started),
         timings=timings,
     )
+    _count(timings, result.response["cards"], elapsed_ms(started))
     store.log_issued(issued_cards(result.response, service.id, body["hookInstance"], patient_key))
     server_timing = ", ".join(f"{name};dur={ms}" for name, ms in timings.items())
     return json_response(result.response, headers={"Server-Timing": server_timing})
+
+
+def _count(timings: dict[str, float], cards: list[dict[str, Any]], total_ms: float) -> None:
+    """The call's stage times and cards, for /metrics."""
+    found = metrics()
+    for stage, ms in [*timings.items(), ("total", total_ms)]:
+        found.stage_seconds.labels(stage).observe(ms / 1000)
+    for card in cards:
+        found.cards.labels(card["source"]["topic"]["code"], card["indicator"], "true").inc()
 
 
 def client_fields() -> dict[str, Any]:
@@ -157,6 +179,9 @@ def feedback(service_id: str) -> Response:
         )
         issue = Issue("transient", said)
         raise ServiceError(503, [issue], {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+    counted = metrics().feedback
+    for entry in received:
+        counted.labels(entry.outcome).inc()
     logs.event(
         "feedback",
         service=service_id,

@@ -26,6 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .. import logs
+from ..metrics import metrics
 from .schema import CARDS, describe, insert_ignoring_duplicates, reopen_after
 from .spool import Spool
 
@@ -117,6 +118,7 @@ class CardLog:
         if overflow:
             why = "stop" if self._stop_by is not None else "queue-full"
             self.spool.keep([_spooled(c.row()) for c in overflow], reason=why)
+        metrics().card_queue.set(waiting.qsize())
 
     def pending(self) -> bool:
         """Cards queued or in the writer's hands, not yet written (this process)."""
@@ -182,6 +184,7 @@ class CardLog:
                 if isinstance(item, threading.Event):
                     item.set()
                 self._queue.task_done()
+            metrics().card_queue.set(self._queue.qsize())
             if _STOP in batch:
                 return
             if self.spool.waiting and self._queue.empty():  # caught up: the overflow now
@@ -230,6 +233,7 @@ class CardLog:
                     self._wake.clear()  # woken by a stop: later pauses end at its deadline
             except sa.exc.SQLAlchemyError as error:  # the rows, not the database: no retry
                 self.spool.lost += len(rows)
+                metrics().audit_lost.inc(len(rows))
                 logs.event("card-log-failed", logging.ERROR, cards=len(rows), **describe(error))
                 return
 

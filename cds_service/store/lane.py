@@ -20,6 +20,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..metrics import metrics
+
 LANE_THREADS = 2
 BREAK_SECONDS = 5.0  # how long a kind of call is taken as down after it timed out or failed
 
@@ -53,6 +55,7 @@ class Lane:
         LaneTimeoutError); StoreUnavailableError at once while ``kind`` is taken as down."""
         if self.down(kind):
             raise StoreUnavailableError
+        started = time.perf_counter()
         future = self._threads().submit(call, *args)
         try:
             return future.result(wait)
@@ -62,6 +65,8 @@ class Lane:
         except (sa.exc.OperationalError, sa.exc.InterfaceError):
             self.mark_down(kind)
             raise
+        finally:
+            metrics().store_wait_seconds.labels(kind).observe(time.perf_counter() - started)
 
     def down(self, kind: str) -> bool:
         return self._clock() < self._down_until.get(kind, 0.0)

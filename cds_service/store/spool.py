@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .. import logs
+from ..metrics import metrics
 
 SUFFIX = ".jsonl"
 
@@ -61,6 +62,7 @@ class Spool:
                     os.fsync(spool.fileno())
         except OSError as error:
             self.lost += len(rows)
+            metrics().audit_lost.inc(len(rows))
             logs.event(
                 "card-log-lost",
                 logging.CRITICAL,
@@ -71,6 +73,7 @@ class Spool:
             )
             return False
         self.waiting = True
+        metrics().audit_spooled.labels(reason).inc(len(rows))
         logs.event("card-log-spooled", logging.WARNING, cards=len(rows), reason=reason)
         return True
 
