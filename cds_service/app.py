@@ -18,6 +18,7 @@ from .auth import init_auth
 from .config import Settings
 from .cors import init_cors
 from .errors import Issue, ServiceError, operation_outcome
+from .issuance import audit_line
 from .metrics import metrics, process_stopped
 from .responses import json_response
 from .routes import cds, public
@@ -50,6 +51,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
             snooze_policy(settings),
             settings.retention_days,
             spool_dir=settings.spool_dir,
+            audit_retention_days=settings.audit_retention_days,
         ),
     )
 
@@ -102,6 +104,8 @@ def _trace_requests(app: Flask) -> None:
         if trace is not None:
             response.headers["X-Request-ID"] = trace.request_id
         _count_request(response.status_code)
+        if request.endpoint == "cds.invoke" and response.status_code != 200:
+            audit_line(response.status_code, g.get("alpha1_user_key"))  # refused calls too
         return response
 
     @app.teardown_request

@@ -171,6 +171,21 @@ class Settings:
     database_start_timeout: float = 30.0
     # Patient-view reminders: one care-checklist card ("checklist") or a card each ("cards").
     reminders: str = REMINDER_STYLES[0]
+    # Going live (README "Going live"): "show" answers with cards; "silent" decides and
+    # records every card as usual but answers {"cards": []} (silent_topics: per topic);
+    # topics_off are not decided at all; indicator_floor raises a topic's indicator.
+    display_mode: str = "show"
+    silent_topics: tuple[str, ...] = ()
+    topics_off: tuple[str, ...] = ()
+    indicator_floor: Mapping[str, str] = field(default_factory=dict)
+    # Epic fires patient-view for other triggers than opening the chart, saying which in
+    # com.epic.cdshooks.request.bpa-trigger-action ("60": open patient chart). A call from
+    # another trigger gets no chart-open reminders unless this is "show".
+    other_trigger_reminders: str = "hide"
+    chart_open_trigger_actions: tuple[str, ...] = ("60",)
+    # Days the audit trail (each issued card: to whom, by which client, on what knowledge)
+    # is kept; six years, the HIPAA documentation retention (45 CFR 164.316(b)(2)). 0: kept.
+    audit_retention_days: int = 2190
     # Days a topic stays hidden for a patient after a clinician overrode it; "default" for
     # topics not named; 0: never hidden.
     snooze_days: Mapping[str, int] = field(default_factory=lambda: dict(SNOOZE_DAYS))
@@ -204,6 +219,12 @@ class Settings:
             raise ConfigError("cors_origins '*' cannot be combined with cors_allow_credentials")
         if self.auth_mode not in AUTH_MODES:
             raise ConfigError("auth_mode must be 'required' or 'off'")
+        if self.display_mode not in ("show", "silent"):
+            raise ConfigError('display_mode must be "show" or "silent"')
+        if self.other_trigger_reminders not in ("hide", "show"):
+            raise ConfigError('other_trigger_reminders must be "hide" or "show"')
+        if self.audit_retention_days < 0:
+            raise ConfigError("audit_retention_days must be 0 (keep) or a number of days")
         if self.metrics_access not in METRICS_MODES:
             raise ConfigError(f"metrics_access must be one of {', '.join(METRICS_MODES)}")
         if self.metrics_access == "token" and not self.metrics_token:
@@ -254,7 +275,16 @@ class Settings:
             igg=self.lookback_igg_days,
             liver_tests=self.lookback_liver_tests_days,
         )
-        return Policy(self.fev1_window, lookbacks, (low, high), self.reminders)
+        silent = topics().keys() if self.display_mode == "silent" else self.silent_topics
+        return Policy(
+            self.fev1_window,
+            lookbacks,
+            (low, high),
+            self.reminders,
+            topics_off=frozenset(self.topics_off),
+            silent_topics=frozenset(silent),
+            indicator_floor=tuple(sorted(self.indicator_floor.items())),
+        )
 
     @classmethod
     def load(
@@ -288,6 +318,8 @@ def _parse(name: str, value: Any, default: Any) -> Any:
     try:
         if name == "trusted_clients":
             return _trusted_clients(value)
+        if name == "indicator_floor":
+            return _indicator_floor(value)
         if isinstance(default, Mapping):
             return _snooze_days(value, default)
         if isinstance(default, bool):
@@ -318,6 +350,14 @@ def _snooze_days(value: Any, default: Mapping[str, int]) -> dict[str, int]:
     if any(v < 0 for v in days.values()):
         raise ValueError("days cannot be negative")
     return {**default, **days}
+
+
+def _indicator_floor(value: Any) -> dict[str, str]:
+    """A JSON object (environment) or a table (TOML) of topic -> lowest indicator."""
+    given = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(given, Mapping):
+        raise ValueError('expected a table of topic = "info" | "warning" | "critical"')
+    return {str(k): str(v) for k, v in given.items()}
 
 
 def _trusted_clients(value: Any) -> tuple[TrustedClient, ...]:

@@ -32,6 +32,8 @@ class Evaluation:
     unread_notes: list[str] = field(default_factory=list)
     # Why the rest was not shown: suppressed and hidden topics, every judgement (--explain).
     explanation: hooks.Explanation | None = None
+    # Cards decided but not shown (silent mode): recorded, never answered.
+    silent_cards: list[dict[str, Any]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         """For the log line: how many topics were suppressed or hidden (no patient data)."""
@@ -40,6 +42,8 @@ class Evaluation:
         return {
             "suppressed": len(self.explanation.suppressed),
             "hidden": len(self.explanation.hidden),
+            "off": len(self.explanation.off),
+            "silent": len(self.silent_cards),
         }
 
 
@@ -53,26 +57,30 @@ def evaluate(
     drafts: Mapping[str, bool] | None = None,
     hidden: frozenset[str] = frozenset(),
     app_url: str | None = None,
+    off: frozenset[str] = frozenset(),
 ) -> Evaluation:
     """``drafts``: the hook's draft orders (``MedicationRequest/x``), True when under review;
     ``hidden``: topics a clinician overrode for this patient, within their period;
-    ``app_url``: the SMART app's launch URL for the cards' links."""
+    ``app_url``: the SMART app's launch URL for the cards' links; ``off``: topics this call
+    does not decide (beside the policy's), e.g. reminders for a non-chart-open trigger."""
     policy = policy or Policy()
     timings: dict[str, float] = {}
     started = time.perf_counter()
     facts = map_patient(resources, as_of or today(), incomplete, policy.lookbacks, drafts)
     timings["map"] = elapsed_ms(started)
     started = time.perf_counter()
-    explanation = hooks.explain(hook, facts, policy, hidden)
+    explanation = hooks.explain(hook, facts, policy, hidden, off)
     recommendations = explanation.recommendations
     timings["rules"] = elapsed_ms(started)
     started = time.perf_counter()
-    response = render_response(recommendations, patient_id, _by_reference(resources), app_url)
+    orders = _by_reference(resources)
+    response = render_response(recommendations, patient_id, orders, app_url)
+    silent = render_response(explanation.silent, patient_id, orders, app_url)["cards"]
     timings["render"] = elapsed_ms(started)
     unread = {concept: len(notes) for concept, notes in sorted(facts.unreadable.items())}
     notes = [note.text for found in facts.unreadable.values() for note in found]
     topics = [r.topic for r in recommendations]
-    return Evaluation(response, topics, timings, unread, notes, explanation)
+    return Evaluation(response, topics, timings, unread, notes, explanation, silent)
 
 
 def today() -> date:

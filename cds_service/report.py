@@ -1,7 +1,9 @@
 """``alpha1-cds feedback-report``: what clinicians do with each kind of card.
 
 Per topic and indicator: cards issued, accepted, overridden and never answered, with the
-rates; the most common override reasons; feedback for cards this service never issued.
+rates; the most common override reasons; feedback for cards this service never issued;
+and the cards decided silently (silent mode: recorded, not shown), per topic and day, what
+a CDS committee reads before switching a topic on.
 A card's outcome is its latest feedback. Text for a terminal, JSON for tools, HTML with a
 chart for a clinical lead.
 """
@@ -48,6 +50,8 @@ class Report:
     rows: list[TopicRow] = field(default_factory=list)
     reasons: list[tuple[str, int]] = field(default_factory=list)
     unknown_feedback: int = 0
+    # Silent cards: (day, topic) -> how many would have fired.
+    silent: list[tuple[str, str, int]] = field(default_factory=list)
 
     @property
     def never_answered(self) -> int:
@@ -57,12 +61,17 @@ class Report:
 def build(engine: sa.Engine, since: date | None = None, top: int = 10) -> Report:
     start = datetime.combine(since, datetime.min.time(), UTC) if since else None
     with engine.connect() as connection:
-        cards_query = sa.select(CARDS.c.card_uuid, CARDS.c.topic, CARDS.c.indicator)
+        cards_query = sa.select(
+            CARDS.c.card_uuid, CARDS.c.topic, CARDS.c.indicator, CARDS.c.shown, CARDS.c.issued_at
+        )
         if start is not None:
             cards_query = cards_query.where(CARDS.c.issued_at >= start)
-        cards = {
-            uuid: (topic, indicator) for uuid, topic, indicator in connection.execute(cards_query)
-        }
+        cards, silent = {}, Counter[tuple[str, str]]()
+        for uuid, topic, indicator, shown, issued_at in connection.execute(cards_query):
+            if shown is False:  # NULL: a row from before silent mode, which was shown
+                silent[(issued_at.date().isoformat(), topic)] += 1
+            else:
+                cards[uuid] = (topic, indicator)
         feedback = connection.execute(
             sa.select(
                 FEEDBACK.c.card_uuid,
@@ -75,6 +84,7 @@ def build(engine: sa.Engine, since: date | None = None, top: int = 10) -> Report
         ).all()
     latest = {row.card_uuid: row for row in feedback}  # ordered by time: the last one wins
     report = Report(since=since, generated_at=datetime.now(UTC))
+    report.silent = [(day, topic, n) for (day, topic), n in sorted(silent.items())]
     report.unknown_feedback = sum(1 for uuid in latest if uuid not in cards and start is None)
     issued: Counter[tuple[str, str]] = Counter(cards.values())
     outcomes: Counter[tuple[str, str, str]] = Counter(
@@ -123,6 +133,7 @@ def as_json(report: Report) -> str:
                 for row in report.rows
             ],
             "overrideReasons": [{"reason": r, "count": n} for r, n in report.reasons],
+            "silent": [{"day": d, "topic": t, "wouldHaveFired": n} for d, t, n in report.silent],
             "neverAnswered": report.never_answered,
             "feedbackForUnknownCards": report.unknown_feedback,
         },
@@ -147,6 +158,9 @@ def as_text(report: Report) -> str:
         f"Cards never answered: {report.never_answered}",
         f"Feedback for cards not issued here: {report.unknown_feedback}",
     ]
+    if report.silent:
+        lines += ["", "Silent (decided and recorded, not shown): would have fired"]
+        lines += [f"  {day}  {topic:42} {n:>6}" for day, topic, n in report.silent]
     return "\n".join(lines)
 
 
@@ -199,8 +213,23 @@ svg text{{font-size:12px}}</style></head>
 </ol>
 <p>Cards never answered: {report.never_answered}.
 Feedback for cards not issued here: {report.unknown_feedback}.</p>
+{_silent_table(report)}
 </body></html>
 """
+
+
+def _silent_table(report: Report) -> str:
+    if not report.silent:
+        return ""
+    rows = "\n".join(
+        f"<tr><td>{day}</td><td>{html.escape(topic)}</td><td>{n}</td></tr>"
+        for day, topic, n in report.silent
+    )
+    return f"""<h2>Silent: would have fired</h2>
+<table id="silent"><thead><tr><th>Day</th><th>Topic</th><th>Cards</th></tr></thead>
+<tbody>
+{rows}
+</tbody></table>"""
 
 
 def _bar(row: TopicRow, index: int) -> str:

@@ -13,11 +13,11 @@ from .errors import Issue, ServiceError
 from .feedback import entries as feedback_entries
 from .feedback import unstorable
 from .health import POOL_GAUGE, readiness
-from .issuance import issued_cards
+from .issuance import audit_line, issued_cards
 from .metrics import exposition, metrics
 from .metrics_access import metrics_refusal
 from .openapi import document
-from .pipeline import draft_orders, evaluate
+from .pipeline import Evaluation, draft_orders, evaluate
 from .prefetch import gather
 from .request_checks import check_patient, check_size, read_json, validate_request
 from .responses import json_response
@@ -26,6 +26,7 @@ from .services import SERVICES
 from .smart_app import launch_url
 from .store import StoreOutcomeUnknownError, StoreUnavailableError
 from .timing import arrived, elapsed_ms
+from .triggers import topics_off
 from .validation import check
 
 RETRY_AFTER_SECONDS = 30  # what a 503 asks an EHR to wait before resending feedback
@@ -96,6 +97,8 @@ def invoke(service_id: str) -> Response:
     drafts, review = draft_orders(context.get("draftOrders"), context.get("selections"))
     store = runtime().store
     patient_key = store.patient_key(patient_id)
+    g.alpha1_patient_key = patient_key  # for the audit line, whatever the outcome
+    g.alpha1_user_key = store.audit_key("user", context.get("userId"))
     looked_up = time.perf_counter()
     hidden = store.hidden_topics(patient_key)
     overrides_ms = elapsed_ms(looked_up)
@@ -108,6 +111,7 @@ def invoke(service_id: str) -> Response:
         drafts=review,
         hidden=hidden,
         app_url=launch_url(),
+        off=topics_off(body, service.hook, settings),
     )
     auth_ms = g.get("auth_ms")
     timings = {
@@ -135,19 +139,44 @@ def invoke(service_id: str) -> Response:
         ms=elapsed_ms(started),
         timings=timings,
     )
-    _count(timings, result.response["cards"], elapsed_ms(started))
-    store.log_issued(issued_cards(result.response, service.id, body["hookInstance"], patient_key))
+    _count(timings, result, elapsed_ms(started))
+    _record(result, service.id, body, patient_key)
     server_timing = ", ".join(f"{name};dur={ms}" for name, ms in timings.items())
     return json_response(result.response, headers={"Server-Timing": server_timing})
 
 
-def _count(timings: dict[str, float], cards: list[dict[str, Any]], total_ms: float) -> None:
-    """The call's stage times and cards, for /metrics."""
+def _count(timings: dict[str, float], result: Evaluation, total_ms: float) -> None:
+    """The call's stage times and cards (shown, and decided silently), for /metrics."""
     found = metrics()
     for stage, ms in [*timings.items(), ("total", total_ms)]:
         found.stage_seconds.labels(stage).observe(ms / 1000)
-    for card in cards:
-        found.cards.labels(card["source"]["topic"]["code"], card["indicator"], "true").inc()
+    for cards, shown in ((result.response["cards"], "true"), (result.silent_cards, "false")):
+        for card in cards:
+            found.cards.labels(card["source"]["topic"]["code"], card["indicator"], shown).inc()
+
+
+def _record(result: Evaluation, service: str, body: dict[str, Any], patient_key: str) -> None:
+    """Every card decided, shown or silent, with who it was for (the audit trail), and the
+    call's audit line."""
+    store, context = runtime().store, body["context"]
+    audit = {
+        "user_key": g.get("alpha1_user_key"),
+        "encounter_key": store.audit_key("encounter", context.get("encounterId")),
+        "client_iss": g.get("client"),
+        "client_tenant": g.get("tenant"),
+    }
+    instance = body["hookInstance"]
+    shown = issued_cards(result.response, service, instance, patient_key, audit)
+    silent = {"cards": result.silent_cards}
+    store.log_issued(
+        [*shown, *issued_cards(silent, service, instance, patient_key, audit | {"shown": False})]
+    )
+    audit_line(
+        200,
+        audit["user_key"],
+        [c.card_uuid for c in shown],
+        [c["uuid"] for c in result.silent_cards],
+    )
 
 
 def client_fields() -> dict[str, Any]:

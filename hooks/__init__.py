@@ -11,7 +11,7 @@ and the vaccine schedule in ``data/``. No rule module imports another.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fhir_mappings import PatientFacts
 
@@ -115,6 +115,10 @@ class Explanation:
     suppressed: dict[str, tuple[str, ...]]
     # Topics a rule produced but a clinician's override hides for this patient.
     hidden: tuple[str, ...]
+    # Topics a rule produced but the site turned off (policy.topics_off, or this call's
+    # ``off``), and what the site decides without showing (silent: recorded, not shown).
+    off: tuple[str, ...]
+    silent: list[Recommendation]
     # Records on the chart that could not be read, and the mapper's other notes (a record
     # ignored as another patient's or as unreadable, a preliminary result), in words.
     notes: tuple[str, ...]
@@ -141,6 +145,7 @@ def explain(
     facts: PatientFacts,
     policy: Policy | None = None,
     hidden: frozenset[str] = frozenset(),
+    off: frozenset[str] = frozenset(),
 ) -> Explanation:
     """The recommendations of ``hook``, with what was suppressed and hidden.
 
@@ -163,13 +168,39 @@ def explain(
         for topic in found
     }
     suppressed = {topic: by for topic, by in suppressed.items() if by}
+    # An off topic still suppresses what it contradicts: turning a card off never lets a
+    # contradicted recommendation through.
+    turned_off = off | policy.topics_off
     overridden = tuple(topic for topic in found if topic in hidden and topic not in suppressed)
-    shown = [rec for topic, rec in found.items() if topic not in suppressed and topic not in hidden]
+    dropped = tuple(topic for topic in found if topic in turned_off and topic not in suppressed)
+    kept = [
+        _floored(rec, policy)
+        for topic, rec in found.items()
+        if topic not in suppressed and topic not in hidden and topic not in turned_off
+    ]
+    shown = [rec for rec in kept if rec.topic not in policy.silent_topics]
+    silent = [rec for rec in kept if rec.topic in policy.silent_topics]
     if hook == "patient-view" and policy.reminders == "checklist":
-        shown = checklist.gather(shown)
+        shown, silent = checklist.gather(shown), checklist.gather(silent)
+        if checklist.TOPIC in policy.silent_topics:  # the whole checklist silent
+            silent += [rec for rec in shown if rec.topic == checklist.TOPIC]
+            shown = [rec for rec in shown if rec.topic != checklist.TOPIC]
     unreadable = [note.text for found_notes in facts.unreadable.values() for note in found_notes]
     notes = tuple(dict.fromkeys([*unreadable, *(note.text for note in facts.notes)]))
-    return Explanation(shown, suppressed, overridden, notes, ctx)
+    return Explanation(
+        recommendations=shown,
+        suppressed=suppressed,
+        hidden=overridden,
+        off=dropped,
+        silent=silent,
+        notes=notes,
+        context=ctx,
+    )
+
+
+def _floored(rec: Recommendation, policy: Policy) -> Recommendation:
+    indicator = policy.indicator(rec.topic, rec.indicator)
+    return rec if indicator == rec.indicator else replace(rec, indicator=indicator)
 
 
 __all__ = [

@@ -12,7 +12,9 @@ from functools import cache
 from fhir_mappings import Lookbacks
 from fhir_mappings.aat import constants
 
-from .knowledge import read_json, thresholds
+from .knowledge import read_json, thresholds, topics
+
+INDICATORS = ("info", "warning", "critical")  # CDS Hooks, lowest first
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,11 @@ class Policy:
         default_factory=lambda: constants().grey_zone_mg_dl
     )
     reminders: str = REMINDER_STYLES[0]
+    # A site's display choices (README "Going live"): topics not decided at all; topics
+    # decided and recorded but not shown (silent); the lowest indicator per topic.
+    topics_off: frozenset[str] = frozenset()
+    silent_topics: frozenset[str] = frozenset()
+    indicator_floor: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.fev1_window not in fev1_windows():
@@ -70,6 +77,21 @@ class Policy:
         low, high = self.aat_grey_zone_mg_dl
         if not 0 <= low < high:
             raise ValueError("aat_grey_zone_mg_dl must be two increasing values")
+        named = {*self.topics_off, *self.silent_topics, *(t for t, _ in self.indicator_floor)}
+        unknown = named - topics().keys()
+        if unknown:
+            raise ValueError(f"unknown topic(s): {', '.join(sorted(unknown))}")
+        levels = {level for _, level in self.indicator_floor} - set(INDICATORS)
+        if levels:
+            raise ValueError(f"indicator floors must be one of {', '.join(INDICATORS)}")
+
+    def indicator(self, topic: str, indicator: str) -> str:
+        """``indicator``, raised to the topic's floor when the site set one (never lowered:
+        a critical card stays critical)."""
+        floor = dict(self.indicator_floor).get(topic)
+        if floor is None or INDICATORS.index(indicator) >= INDICATORS.index(floor):
+            return indicator
+        return floor
 
     @property
     def window(self) -> Fev1Window:

@@ -433,22 +433,24 @@ def test_instants_at_the_edge_of_the_calendar_are_kept_as_sent():
 
 
 def test_old_cards_and_feedback_are_purged_and_recent_ones_kept(app, client):
-    """Issue 17 item 13: retention. Rows older than retention_days (400) go; newer stay."""
+    """Issue 17 item 13: retention. Feedback older than retention_days (400) goes; issued
+    cards, the audit trail, stay until audit_retention_days (2190, six years: issue 28)."""
     cards = issue_cards(app, client)
     client.post(FEEDBACK_URL, json={"feedback": [accepted(cards[0])]})
     store = app.extensions["alpha1_cds"].store
-    later = datetime.now(UTC) + timedelta(days=401)
     assert store.purge(datetime.now(UTC))["cards"] == 0  # nothing is old yet
     assert len(rows(app, CARDS)) == len(cards)
-    counts = store.purge(later)
-    assert counts["cards"] == len(cards)
+    counts = store.purge(datetime.now(UTC) + timedelta(days=401))
     assert counts["feedback"] == 1
-    assert rows(app, CARDS) == []
+    assert counts["cards"] == 0  # a year on, the audit trail is still whole
     assert rows(app, FEEDBACK) == []
+    counts = store.purge(datetime.now(UTC) + timedelta(days=2191))
+    assert counts["cards"] == len(cards)
+    assert rows(app, CARDS) == []
 
 
 def test_the_purge_runs_by_itself(database_url):
-    store = Store(database_url, "k", retention_days=1, purge_every=0.1)
+    store = Store(database_url, "k", audit_retention_days=1, purge_every=0.1)
     old = datetime.now(UTC) - timedelta(days=2)
     card = IssuedCard("c" * 36, "aatd-patient-view", "family-testing", "info", (), "h", None, old)
     store.log_issued([card])

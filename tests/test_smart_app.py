@@ -67,10 +67,10 @@ def test_ehr_launch_redirects_with_pkce_state_and_only_the_scopes_it_needs(clien
     assert query["aud"] == [ISS]
     assert query["launch"] == ["opaque-launch-id"]
     scopes = query["scope"][0].split()
-    assert scopes[0] == "launch"
-    assert all(re.fullmatch(r"patient/[A-Za-z]+\.rs", s) for s in scopes[1:])
+    assert scopes[:3] == ["launch", "openid", "fhirUser"]  # fhirUser: who opened it (audit)
+    assert all(re.fullmatch(r"patient/[A-Za-z]+\.rs", s) for s in scopes[3:])
     assert "patient/Observation.rs" in scopes
-    assert not any(s.endswith((".write", ".cruds", "*.rs")) or "openid" in s for s in scopes)
+    assert not any(s.endswith((".write", ".cruds", "*.rs")) for s in scopes)
     cookie = client.get_cookie("alpha1_smart_launch", path="/app/")
     assert cookie is not None
     assert cookie.http_only
@@ -236,6 +236,10 @@ def test_ehr_launch_exchanges_the_code_with_pkce_and_reads_with_the_token(
         page.close()
     assert ehr.token not in caplog.text
     assert verifier not in caplog.text
+    # Who opened which record: the user and the patient as keyed hashes, never their ids.
+    [shown] = [r for r in caplog.records if r.getMessage() == "smart-record-shown"]
+    assert len(shown.fields["user"]) == 64
+    assert "dr-lee" not in caplog.text
 
 
 def test_ehr_launch_with_a_forged_state_is_refused_in_the_browser(browser, fhir, service):

@@ -194,14 +194,18 @@ def callback() -> Response:
         )
     except smart.LaunchError as error:
         return _refuse(str(error))
-    response = _overview(flight.iss, grant.patient, grant.access_token)
+    response = _overview(flight.iss, grant.patient, grant.access_token, grant.user)
     response.delete_cookie(COOKIE, path="/app/")
     return response
 
 
-def _overview(iss: str, patient: str, token: str | None) -> Response:
-    # Who saw what: the server and the patient's keyed hash, never the id (an audit line).
-    logs.event("smart-record-shown", server=iss, patient=runtime().store.patient_key(patient))
+def _overview(iss: str, patient: str, token: str | None, user: str | None = None) -> Response:
+    # Who saw what: the server, the user's and the patient's keyed hashes, never the ids.
+    store = runtime().store
+    seen: dict[str, Any] = {"server": iss, "patient": store.patient_key(patient)}
+    if user:
+        seen["user"] = store.audit_key("user", user)
+    logs.event("smart-record-shown", **seen)
     return _render_overview(iss, patient, token)
 
 

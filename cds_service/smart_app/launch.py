@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+import jwt
 import requests
 
 from fhir_mappings import APP_QUERIES
@@ -101,11 +102,14 @@ def _endpoint_problem(url: str) -> str | None:
 
 
 def scopes(v2: bool, standalone: bool) -> str:
-    """Read access to the resource types the app queries, and nothing more."""
+    """Read access to the resource types the app queries, and nothing more; ``openid
+    fhirUser`` so the audit line can say which user opened which record (issue 28)."""
     suffix = "rs" if v2 else "read"
     types = sorted({query.resource_type for query in APP_QUERIES.values()})
     context = "launch/patient" if standalone else "launch"
-    return " ".join([context, *(f"patient/{kind}.{suffix}" for kind in types)])
+    return " ".join(
+        [context, "openid", "fhirUser", *(f"patient/{kind}.{suffix}" for kind in types)]
+    )
 
 
 def begin(
@@ -135,6 +139,7 @@ def begin(
 class Grant:
     access_token: str
     patient: str
+    user: str | None = None  # the id token's fhirUser, when the server gave one
 
 
 def exchange(flight: Launch, code: str, client_id: str, redirect_uri: str, timeout: float) -> Grant:
@@ -169,7 +174,23 @@ def exchange(flight: Launch, code: str, client_id: str, redirect_uri: str, timeo
         raise LaunchError("the token response holds no access token")
     if not isinstance(patient, str) or not patient:
         raise LaunchError("the token response names no patient (is the launch scope granted?)")
-    return Grant(token, patient)
+    return Grant(token, patient, fhir_user(body.get("id_token")))
+
+
+def fhir_user(id_token: object) -> str | None:
+    """The ``fhirUser`` claim of the OpenID Connect id token, for the audit line only.
+
+    The token came straight from the token endpoint over TLS, which OpenID Connect Core
+    (3.1.3.7, item 6) accepts in place of checking its signature; it authorizes nothing
+    here. A token that cannot be read gives no user, never an error: the launch stands."""
+    if not isinstance(id_token, str) or id_token.count(".") != 2:
+        return None
+    try:
+        claims = jwt.decode(id_token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    user = claims.get("fhirUser")
+    return user if isinstance(user, str) and 0 < len(user) <= 1000 else None
 
 
 def _said(response: requests.Response) -> str:

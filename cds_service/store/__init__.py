@@ -24,7 +24,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from .card_log import STOP_SECONDS, CardLog, IssuedCard
+from .card_log import STOP_SECONDS, Audit, CardLog, IssuedCard
 from .feedback_log import CommitGate, FeedbackEntry, FeedbackLog, Stored
 from .keys import PatientKeys, generated_key
 from .lane import Lane, StoreOutcomeUnknownError, StoreUnavailableError
@@ -52,6 +52,7 @@ __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "SNOOZES",
+    "Audit",
     "CommitGate",
     "FeedbackEntry",
     "IssuedCard",
@@ -92,6 +93,7 @@ class Store:
         retention_days: int = 0,
         purge_every: float = PURGE_SECONDS,
         spool_dir: str | Path | None = None,
+        audit_retention_days: int = 0,
     ) -> None:
         self.engine = open_engine(url)
         migrate(self.engine)
@@ -102,7 +104,7 @@ class Store:
         if not isinstance(snooze, SnoozePolicy):  # a table of topic -> days, no reasons
             snooze = SnoozePolicy(dict(snooze or {}))
         self.overrides = Overrides(self.engine, snooze)
-        self.retention = Retention(self.engine, retention_days)
+        self.retention = Retention(self.engine, retention_days, audit_retention_days)
         self.spool = Spool(Path(spool_dir) if spool_dir else default_folder(url), url)
         self.cards = CardLog(
             self.engine, self.spool, on_idle=self.retention.purge, idle_every=purge_every
@@ -119,6 +121,10 @@ class Store:
 
     def secret_for(self, purpose: str) -> bytes:
         return self.keys.secret_for(purpose)
+
+    def audit_key(self, kind: str, value: str | None) -> str | None:
+        """A keyed hash of a user or encounter id (None stays None)."""
+        return self.keys.audit_key(kind, value) if value else None
 
     # --- the hook path --------------------------------------------------------------------------
 

@@ -21,12 +21,15 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from .. import logs
 from ..metrics import metrics
+from .journal import PREFIX as JOURNAL
+from .journal import Journal
 from .schema import CARDS, describe, insert_ignoring_duplicates, reopen_after
 from .spool import Spool
 
@@ -36,6 +39,37 @@ QUEUE_MAX = 10_000  # cards waiting per process; past it they are spooled
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 5.0  # the longest pause between attempts to write issued cards
 STOP_SECONDS = 5.0  # a stop's time to write what is queued (granian kills at 10 s)
+
+
+@dataclass(frozen=True, slots=True)
+class Audit:
+    """Who a card was issued to and on what (issue 28): the audit columns of its row."""
+
+    user_key: str | None
+    encounter_key: str | None
+    client_iss: str | None
+    client_tenant: str | None
+    knowledge_version: str
+    content_hash: str
+    shown: bool = True
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "user_key": self.user_key,
+            "encounter_key": self.encounter_key,
+            "client_iss": self.client_iss,
+            "client_tenant": self.client_tenant,
+            "knowledge_version": self.knowledge_version,
+            "content_hash": self.content_hash,
+            "shown": self.shown,
+        }
+
+
+# A row without audit columns (a card issued before them, or by a caller that has none):
+# every row of a batch has the same keys.
+NO_AUDIT: dict[str, Any] = dict.fromkeys(
+    ("user_key", "encounter_key", "client_iss", "client_tenant", "knowledge_version"),
+) | {"content_hash": None, "shown": None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +84,7 @@ class IssuedCard:
     issued_at: datetime
     # A checklist card's items: (topic, the uuids of its suggestions), in card order.
     item_topics: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    audit: Audit | None = None
 
     def row(self) -> dict[str, Any]:
         """The card as a row of CARDS."""
@@ -63,11 +98,21 @@ class IssuedCard:
             "patient_key": self.patient_key,
             "issued_at": self.issued_at,
             "item_topics": json.dumps(dict(self.item_topics)) if self.item_topics else None,
+            **(self.audit.columns() if self.audit is not None else NO_AUDIT),
         }
 
 
 _STOP = object()  # queued by close(): write what precedes, then end
-Item = IssuedCard | threading.Event | object
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """Queued behind the cards of a journal segment: reaching it, the writer settles it."""
+
+    path: Path
+
+
+Item = IssuedCard | threading.Event | Segment | object
 
 
 class CardLog:
@@ -97,6 +142,8 @@ class CardLog:
         self._wake = threading.Event()  # ends a retry pause at once when a stop begins
         self._in_hand: list[IssuedCard] = []  # the batch being written, spooled if stuck
         self._last_idle = clock()
+        # Every card on local disk before its answer leaves (journal.py says why).
+        self.journal = Journal(spool.folder, spool.tag)
 
     # --- request threads ------------------------------------------------------------------
 
@@ -105,16 +152,21 @@ class CardLog:
         self._here()
 
     def log(self, cards: Iterable[IssuedCard]) -> None:
+        """Journal the cards, then queue them: the journal holds every card until the
+        writer has written or spooled it, so a process killed outright loses none."""
         waiting = self._here()
+        cards = list(cards)
         overflow = []
-        for card in cards:
-            if self._stop_by is not None:  # stopping: the writer takes nothing more
-                overflow.append(card)
-                continue
-            try:
-                waiting.put_nowait(card)
-            except queue.Full:
-                overflow.append(card)
+        with self.journal.lock:  # a cut of the journal falls between two calls, never inside
+            self.journal.append([_spooled(card.row()) for card in cards])
+            for card in cards:
+                if self._stop_by is not None:  # stopping: the writer takes nothing more
+                    overflow.append(card)
+                    continue
+                try:
+                    waiting.put_nowait(card)
+                except queue.Full:
+                    overflow.append(card)
         if overflow:
             why = "stop" if self._stop_by is not None else "queue-full"
             self.spool.keep([_spooled(c.row()) for c in overflow], reason=why)
@@ -180,12 +232,16 @@ class CardLog:
                 self._in_hand = cards
                 self._write(cards)
                 self._in_hand = []
+                self._cut_journal()
             for item in batch:
                 if isinstance(item, threading.Event):
                     item.set()
+                elif isinstance(item, Segment):  # every card journaled before it is done
+                    self.journal.settle(item.path)
                 self._queue.task_done()
             metrics().card_queue.set(self._queue.qsize())
             if _STOP in batch:
+                self.journal.discard_own()  # all written or spooled
                 return
             if self.spool.waiting and self._queue.empty():  # caught up: the overflow now
                 self._replay_spool()
@@ -241,6 +297,17 @@ class CardLog:
         with self.engine.begin() as connection:
             connection.execute(insert_ignoring_duplicates(self.engine, CARDS), rows)
 
+    def _cut_journal(self) -> None:
+        """The journal so far becomes a segment, settled once the writer reaches the marker
+        queued behind every card in it (queue full: the next batch cuts it)."""
+        with self.journal.lock:
+            segment = self.journal.cut()
+            if segment is None:
+                return
+            # Full: the segment stays on disk, removed at a clean stop or replayed after a kill.
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(Segment(segment))
+
     def _stopping_now(self) -> bool:
         return self._stop_by is not None and self._clock() >= self._stop_by
 
@@ -262,10 +329,16 @@ class CardLog:
             )
 
     def _replay_spool(self) -> None:
-        """Cards spooled earlier (by this or a stopped process), written now; left for the
+        """Cards spooled earlier (by this or a stopped process), and the journals of
+        processes that ended without settling them (killed), written now; left for the
         next try if the database cannot take them yet."""
         try:
             self.spool.replay(lambda rows: self._insert([_unspooled(r) for r in rows]))
+            self.spool.replay(
+                lambda rows: self._insert([_unspooled(r) for r in rows]),
+                prefix=JOURNAL,
+                own=False,
+            )
         except sa.exc.SQLAlchemyError as error:
             reopen_after(self.engine, error)
             logs.event("card-log-replay-failed", logging.WARNING, **describe(error))
@@ -286,4 +359,5 @@ def _spooled(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _unspooled(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "issued_at": datetime.fromisoformat(row["issued_at"])}
+    """A spooled row as a row again (one spooled by an older version has no audit keys)."""
+    return {**NO_AUDIT, **row, "issued_at": datetime.fromisoformat(row["issued_at"])}

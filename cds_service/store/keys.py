@@ -21,6 +21,11 @@ class PatientKeys:
     def patient_key(self, patient_id: str) -> str:
         return hmac.new(self._key, patient_id.encode(), hashlib.sha256).hexdigest()
 
+    def audit_key(self, kind: str, value: str) -> str:
+        """A keyed hash of a user or encounter id for the audit trail: namespaced by
+        ``kind``, so a user id never hashes to a patient's key."""
+        return hmac.new(self._key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+
     def secret_for(self, purpose: str) -> bytes:
         """A key for ``purpose`` (e.g. signing the SMART app's launch cookie), derived from
         the patient-hash key so every worker and instance sharing the database agrees."""

@@ -86,14 +86,39 @@ def _add_item_topics(connection: sa.Connection) -> None:
         connection.execute(sa.text(f"ALTER TABLE {CARDS.name} ADD COLUMN item_topics TEXT"))
 
 
+# The audit trail (issue 28): who was shown each card, by which client, on which knowledge,
+# what it said, and whether it was shown at all (silent mode records without showing).
+AUDIT_COLUMNS = (
+    ("user_key", sa.String(64)),  # keyed hash of context.userId
+    ("encounter_key", sa.String(64)),  # keyed hash of context.encounterId
+    ("client_iss", sa.String(255)),
+    ("client_tenant", sa.String(255)),
+    ("knowledge_version", sa.String(64)),
+    ("content_hash", sa.String(64)),
+    ("shown", sa.Boolean()),  # NULL on rows from before: they were shown
+)
+
+
+def _add_audit_columns(connection: sa.Connection) -> None:
+    columns = {c["name"] for c in sa.inspect(connection).get_columns(CARDS.name)}
+    dialect = connection.dialect
+    for name, kind in AUDIT_COLUMNS:
+        if name not in columns:
+            compiled = kind.compile(dialect=dialect)
+            connection.execute(sa.text(f"ALTER TABLE {CARDS.name} ADD COLUMN {name} {compiled}"))
+
+
 # Numbered migrations: each runs once, in order, in its own transaction. Add, never edit.
 Migration = Sequence[sa.Table] | Callable[[sa.Connection], None]
 MIGRATIONS: list[tuple[int, Sequence[Migration]]] = [
     (1, ((CARDS, FEEDBACK),)),
     (2, ((SNOOZES, SECRETS), _add_item_topics)),
     (3, ((JTIS,),)),
+    (4, (_add_audit_columns,)),
 ]
 CARDS.append_column(sa.Column("item_topics", sa.Text))
+for _name, _kind in AUDIT_COLUMNS:
+    CARDS.append_column(sa.Column(_name, _kind))
 
 # Bounded waits: a database that does not answer fails a call in seconds instead of
 # holding its thread (connect, each statement, and a free connection from the pool).

@@ -77,12 +77,17 @@ class Spool:
         logs.event("card-log-spooled", logging.WARNING, cards=len(rows), reason=reason)
         return True
 
-    def replay(self, write: Callable[[list[dict[str, Any]]], None]) -> int:
+    def replay(
+        self, write: Callable[[list[dict[str, Any]]], None], prefix: str = "cards", own: bool = True
+    ) -> int:
         """Write every claimable file through ``write`` (which raises if the database cannot
-        take them: the file is then released for a later try); the cards replayed."""
+        take them: the file is then released for a later try); the cards replayed.
+        ``prefix``: the files' kind (``cards``: spooled; ``journal``: a killed process's
+        journal, claimed only from a process that is gone, ``own=False``)."""
         replayed = 0
-        self.waiting = False
-        for claimed in self._claim():
+        if prefix == "cards":
+            self.waiting = False
+        for claimed in self._claim(prefix, own):
             rows = [json.loads(line) for line in claimed.read_text(encoding="utf-8").splitlines()]
             try:
                 write(rows)
@@ -90,7 +95,8 @@ class Spool:
                 self.waiting = True
                 # Released under a name of no process: any writer may claim it later, and a
                 # file this process has started since is never overwritten.
-                claimed.rename(self.folder / f"cards-{self.tag}-released{uuid.uuid4().hex}{SUFFIX}")
+                released = f"{prefix}-{self.tag}-released{uuid.uuid4().hex}{SUFFIX}"
+                claimed.rename(self.folder / released)
                 raise
             claimed.unlink()
             replayed += len(rows)
@@ -101,13 +107,15 @@ class Spool:
     def _own_file(self) -> Path:
         return self.folder / f"cards-{self.tag}-{os.getpid()}{SUFFIX}"
 
-    def _claim(self) -> Iterator[Path]:
-        """Files of this database whose process is gone, or this process's own (taken under
-        its lock, so no line is appended to a file being replayed)."""
+    def _claim(self, prefix: str = "cards", own: bool = True) -> Iterator[Path]:
+        """Files of this database whose process is gone, or this process's own when ``own``
+        (taken under its lock, so no line is appended to a file being replayed)."""
         if not self.folder.is_dir():
             return
-        for path in sorted(self.folder.glob(f"cards-{self.tag}-*{SUFFIX}*")):
+        for path in sorted(self.folder.glob(f"{prefix}-{self.tag}-*{SUFFIX}*")):
             owner = _owner(path.name)
+            if owner == os.getpid() and not own:
+                continue
             if owner != os.getpid() and _alive(owner):
                 continue
             claimed = path.with_name(f"{path.name.split('.claimed-')[0]}.claimed-{os.getpid()}")

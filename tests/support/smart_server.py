@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+import jwt
 import requests
 from flask import Flask, Response, abort, jsonify, redirect, request
 from werkzeug.serving import make_server
@@ -39,6 +40,7 @@ class SmartEhr:
         self.fhir_base = fhir_base.rstrip("/")
         self.patient = patient
         self.token = secrets.token_urlsafe(24)
+        self.user = f"{self.iss}/Practitioner/dr-lee"
         self.seen = Seen()
         self.approve = True  # False: /authorize stops there, as a clinician who walks away
         # (error, error_description): /authorize sends the browser back with them instead.
@@ -101,12 +103,19 @@ class SmartEhr:
                 challenge
             ):
                 return jsonify(error="invalid_grant"), 400
+            # An id token as an OpenID provider signs it (the app reads fhirUser only).
+            id_token = jwt.encode(
+                {"iss": self.iss, "sub": "u1", "aud": "alpha1-cds", "fhirUser": self.user},
+                "test-signing-secret-of-32-bytes!!",
+                algorithm="HS256",
+            )
             return jsonify(
                 access_token=self.token,
                 token_type="Bearer",
                 expires_in=300,
                 scope=form.get("scope", ""),
                 patient=self.patient,
+                id_token=id_token,
             )
 
         @app.get("/fhir/<path:path>")
