@@ -7,15 +7,16 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
+from fhir_mappings import site
 from hooks.knowledge import override_periods
 from hooks.monitoring import reminder_intervals
 
 from . import logs, tracing
 from .auth import init_auth
-from .config import Settings
+from .config import ConfigError, Settings
 from .cors import init_cors
 from .errors import Issue, ServiceError, operation_outcome
 from .issuance import audit_line
@@ -39,6 +40,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         settings = Settings.load()
     else:
         settings = Settings().with_values(config)
+    _use_site_codes(settings)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions[EXTENSION] = Runtime(
@@ -66,6 +68,16 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
 
     _register_errors(app)
     return app
+
+
+def _use_site_codes(settings: Settings) -> None:
+    """The site's own codes (``site_codes``), or the bundled codes alone: a file that is
+    wrong stops the service at start, saying where."""
+    try:
+        overlay = site.read(settings.site_codes) if settings.site_codes else None
+    except site.SiteCodesError as error:
+        raise ConfigError(str(error)) from None
+    site.install(overlay)
 
 
 def snooze_policy(settings: Settings) -> SnoozePolicy:
@@ -104,8 +116,8 @@ def _trace_requests(app: Flask) -> None:
         if trace is not None:
             response.headers["X-Request-ID"] = trace.request_id
         _count_request(response.status_code)
-        if request.endpoint == "cds.invoke" and response.status_code != 200:
-            audit_line(response.status_code, g.get("alpha1_user_key"))  # refused calls too
+        if _audited_refusal(response.status_code):
+            audit_line(response.status_code, g.get("alpha1_user_key"))
         return response
 
     @app.teardown_request
@@ -113,6 +125,15 @@ def _trace_requests(app: Flask) -> None:
         token = g.pop("alpha1_trace_token", None)
         if token is not None:
             tracing.end(token)
+
+
+def _audited_refusal(status: int) -> bool:
+    """A hook call refused after its client was known (or with auth off) gets its audit
+    line too; one refused for its token is an ``auth-rejected`` line (and a metric), no
+    more: an attacker's junk costs as little as possible."""
+    if request.endpoint != "cds.invoke" or status == 200:
+        return False
+    return g.get("client") is not None or not runtime_of(current_app).settings.auth_required
 
 
 def _count_request(status: int) -> None:

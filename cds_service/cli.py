@@ -75,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--fhir-port", type=int, default=8090, help="the FHIR server's port")
     demo.add_argument("--patients", type=Path, help="a folder of FHIR Bundles (default: samples)")
 
+    build = commands.add_parser(
+        "build-sheet", help="what an EHR analyst enters: endpoints, prefetch, audiences, SMART"
+    )
+    build.add_argument("--format", choices=("md", "html"), default="md")
+    build.add_argument("--config", help="TOML settings file (default: $ALPHA1_CDS_CONFIG)")
+    build.add_argument("--output", type=Path, help="write to this file instead of stdout")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
@@ -87,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             return _demo(args)
         if args.command == "cards":
             return _cards(args)
+        if args.command == "build-sheet":
+            return _build_sheet(args)
         return _evaluate(args)
     except (ConfigError, UsageError) as error:
         print(f"alpha1-cds: {error}", file=sys.stderr)
@@ -186,6 +195,21 @@ def _raise_file_limit(connections: int) -> None:
             wanted=wanted,
             note="below max_connections plus room for files: raise it (ulimit -Hn, LimitNOFILE)",
         )
+
+
+def _build_sheet(args: argparse.Namespace) -> int:
+    from . import build_sheet
+    from .app import _use_site_codes
+
+    settings = Settings.load(path=args.config)
+    _use_site_codes(settings)  # the templates with the site's codes, as the service serves
+    data = build_sheet.sheet(settings)
+    text = build_sheet.as_html(data) if args.format == "html" else build_sheet.as_markdown(data)
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def _cards(args: argparse.Namespace) -> int:

@@ -171,6 +171,9 @@ class Settings:
     database_start_timeout: float = 30.0
     # Patient-view reminders: one care-checklist card ("checklist") or a card each ("cards").
     reminders: str = REMINDER_STYLES[0]
+    # A JSON file of the site's own codes per concept (fhir_mappings/site.py), e.g. a
+    # local AAT test code; they join the mapping, the prefetch templates and /valuesets.
+    site_codes: str | None = None
     # Going live (README "Going live"): "show" answers with cards; "silent" decides and
     # records every card as usual but answers {"cards": []} (silent_topics: per topic);
     # topics_off are not decided at all; indicator_floor raises a topic's indicator.
@@ -301,6 +304,7 @@ class Settings:
             raw = environ.get(ENV_PREFIX + setting.name.upper())
             if raw is not None:
                 values[setting.name] = raw
+        values |= _secret_files(environ)
         return cls().with_values(values)
 
     def with_values(self, values: Mapping[str, Any]) -> Settings:
@@ -311,6 +315,27 @@ class Settings:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         parsed = {name: _parse(name, value, getattr(self, name)) for name, value in values.items()}
         return replace(self, **parsed)
+
+
+# Settings that hold secrets, which may come from a file instead (Docker and Kubernetes
+# secrets): ALPHA1_CDS_<NAME>_FILE names the file, its content (trimmed) is the value.
+SECRET_SETTINGS = ("database_url", "patient_hash_key", "metrics_token")
+
+
+def _secret_files(environ: Mapping[str, str]) -> dict[str, str]:
+    found = {}
+    for name in SECRET_SETTINGS:
+        variable = f"{ENV_PREFIX}{name.upper()}_FILE"
+        path = environ.get(variable)
+        if path is None:
+            continue
+        if environ.get(f"{ENV_PREFIX}{name.upper()}") is not None:
+            raise ConfigError(f"{variable} and {ENV_PREFIX}{name.upper()} are both set: give one")
+        try:
+            found[name] = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ConfigError(f"{variable}: cannot read {path} ({type(error).__name__})") from None
+    return found
 
 
 def _parse(name: str, value: Any, default: Any) -> Any:

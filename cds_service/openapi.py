@@ -19,6 +19,7 @@ COMPONENT = {name: name.title().replace("-", "") for name in SCHEMA_NAMES}
 ERRORS = {
     "400": "The request is not valid JSON or breaks the request schema; the issue names the field",
     "401": "Client JWT missing or not accepted (no detail is given)",
+    "403": "Not allowed to read this (metrics_access)",
     "404": "No such service",
     "405": "Method not allowed",
     "412": "Required data could not be obtained from prefetch or the FHIR server",
@@ -193,6 +194,26 @@ def document() -> dict[str, Any]:
             },
             **services,
             "/livez": _live("Liveness: the process answers"),
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (metrics_access: loopback, token or open)",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        **_errors("403"),
+                    },
+                }
+            },
+            "/valuesets": {
+                "get": {
+                    "summary": "The code lists the service reads, as FHIR R4 ValueSets",
+                    "security": [],
+                    "responses": {"200": _inline("A Bundle of ValueSets", {"type": "object"})},
+                }
+            },
             "/healthz": _live("Liveness (the old name of /livez)"),
             "/readyz": {
                 "get": {

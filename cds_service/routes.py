@@ -8,6 +8,8 @@ from typing import Any
 
 from flask import Blueprint, Response, g, request
 
+from fhir_mappings.valuesets import value_sets
+
 from . import logs, pipeline
 from .errors import Issue, ServiceError
 from .feedback import entries as feedback_entries
@@ -49,6 +51,12 @@ def openapi() -> Response:
 def livez() -> Response:
     """The process answers: nothing else is checked (health.py says why)."""
     return json_response({"status": "ok"})
+
+
+@public.get("/valuesets")
+def valuesets() -> Response:
+    """Every code list the service reads, as FHIR ValueSets (the site's codes marked)."""
+    return json_response(value_sets())
 
 
 @public.get("/metrics")

@@ -212,3 +212,12 @@ def _with_history(queries: dict[str, Query]) -> dict[str, Query]:
 
 
 APP_QUERIES: dict[str, Query] = _with_history(QUERIES)
+
+
+def rebuild() -> None:
+    """The queries again from the value sets (after a site's codes changed them), in place:
+    every holder of QUERIES and APP_QUERIES sees the new templates."""
+    QUERIES.clear()
+    QUERIES.update(_build())
+    APP_QUERIES.clear()
+    APP_QUERIES.update(_with_history(QUERIES))

@@ -41,14 +41,39 @@ class Concept:
     group: str | None = None
 
 
-def load_data(name: str) -> dict[str, Any]:
-    """A data file of this package, without its ``_about`` notes."""
-    return _load(name)
+# A site's own codes (fhir_mappings.site): data file -> concept -> extra code entries.
+_OVERLAY: dict[str, dict[str, list[dict[str, Any]]]] = {}
 
 
-def _load(name: str) -> dict[str, Any]:
+def load_data(name: str, overlay: bool = True) -> dict[str, Any]:
+    """A data file of this package, without its ``_about`` notes; with the site's codes
+    added to their concepts unless ``overlay`` is False."""
+    return _load(name, overlay)
+
+
+def _load(name: str, overlay: bool = True) -> dict[str, Any]:
     text = resources.files("fhir_mappings").joinpath("data", name).read_text(encoding="utf-8")
-    return {key: value for key, value in json.loads(text).items() if not key.startswith("_")}
+    data = {key: value for key, value in json.loads(text).items() if not key.startswith("_")}
+    for concept, extra in (_OVERLAY.get(name, {}) if overlay else {}).items():
+        data[concept] = {**data[concept], "codes": [*data[concept].get("codes", ()), *extra]}
+    return data
+
+
+def overlay() -> dict[str, dict[str, list[dict[str, Any]]]]:
+    return _OVERLAY
+
+
+def set_overlay(files: dict[str, dict[str, list[dict[str, Any]]]]) -> None:
+    """Use the site's codes from now on: the value sets are indexed again."""
+    global _OVERLAY
+    _OVERLAY = files
+    for loaded in (conditions, observations, procedures, immunizations):
+        loaded.cache_clear()
+
+
+def site_codes(name: str, concept: str) -> set[tuple[str, str]]:
+    """(system, code) of the site's own codes of a concept in data file ``name``."""
+    return {(c["system"], c["code"]) for c in _OVERLAY.get(name, {}).get(concept, ())}
 
 
 @cache
