@@ -514,8 +514,8 @@ def test_a_fifth_a1pi_product_is_one_row_of_one_data_file(client, monkeypatch):
     }
     real_load = terminology._load
 
-    def with_fifth(name: str):
-        data = copy.deepcopy(real_load(name))
+    def with_fifth(name: str, overlay: bool = True):
+        data = copy.deepcopy(real_load(name, overlay))
         if name == "medications.json":
             data["a1pi"]["ndc_products"].append(row)
         return data

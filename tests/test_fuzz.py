@@ -33,6 +33,8 @@ APP = create_app(
         "auth_mode": "required",
         "public_base_url": BASE,
         "trusted_clients": json.dumps([{"iss": ISSUER, "jwks_file": str(JWKS_FILE)}]),
+        # Who may read /metrics is tested in test_metrics.py; here its answer is fuzzed.
+        "metrics_access": "open",
     }
 )
 SCHEMA = schemathesis.openapi.from_wsgi("/openapi.json", APP)
