@@ -16,7 +16,7 @@ import gzip
 import io
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,26 +80,32 @@ class Export:
     def patients(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         """(patient id, its resources and the Medications they name), one patient at a
         time, in id order."""
+        for patient, bodies in self.raw_patients():
+            resources = parse(bodies)
+            once = self._once(resources)
+            if once is None:
+                self.filed.conflicting += 1
+                continue
+            yield patient, self._with_medications(once)
+
+    def raw_patients(self) -> Iterator[tuple[str, list[bytes]]]:
+        """(patient id, its resources as the export's JSON lines): for worker processes,
+        which parse them (bytes cross a process boundary far cheaper than dicts)."""
         cursor = self._db.execute("SELECT patient, body FROM res ORDER BY patient")
-        current, resources = None, []
+        current, bodies = None, []
         while rows := cursor.fetchmany(PAGE):
             for patient, body in rows:
                 if patient != current and current is not None:
-                    yield from self._patient(current, resources)
-                    resources = []
+                    yield current, bodies
+                    bodies = []
                 current = patient
-                resources.append(orjson.loads(body))
+                bodies.append(body)
         if current is not None:
-            yield from self._patient(current, resources)
+            yield current, bodies
 
-    def _patient(
-        self, patient: str, resources: list[dict[str, Any]]
-    ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-        once = self._once(resources)
-        if once is None:
-            self.filed.conflicting += 1
-            return
-        yield patient, self._with_medications(once)
+    def medications(self) -> dict[str, bytes]:
+        """Every shared Medication by ``Medication/<id>`` (a few hundred in an export)."""
+        return dict(self._db.execute("SELECT ref, body FROM shared"))
 
     def close(self) -> None:
         self._db.close()
@@ -138,7 +144,8 @@ class Export:
             return None
         return patient, line
 
-    def _once(self, resources: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    @staticmethod
+    def _once(resources: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
         """Each resource once (copies alike in all but ``meta`` are one); None when two
         copies of one resource differ: which is the record cannot be told, so the patient
         is counted as not screened, never screened on a guess (the hooks answer 412)."""
@@ -158,16 +165,44 @@ class Export:
         return kept
 
     def _with_medications(self, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        named = {
-            ref
-            for r in resources
-            if isinstance(ref := (r.get("medicationReference") or {}).get("reference"), str)
-        }
-        for ref in sorted(named):
-            found = self._db.execute("SELECT body FROM shared WHERE ref = ?", (ref,)).fetchone()
-            if found is not None:
-                resources.append(orjson.loads(found[0]))
-        return resources
+        found = self._db.execute
+        return with_medications(
+            resources,
+            lambda ref: (
+                found("SELECT body FROM shared WHERE ref = ?", (ref,)).fetchone() or [None]
+            )[0],
+        )
+
+
+def parse(bodies: list[bytes]) -> list[dict[str, Any]]:
+    return [orjson.loads(body) for body in bodies]
+
+
+def one_patient(
+    bodies: list[bytes], medications: Mapping[str, bytes]
+) -> list[dict[str, Any]] | None:
+    """A worker's side of ``Export.patients``: the resources parsed, each once, with the
+    Medications they name; None when two copies of one resource differ."""
+    once = Export._once(parse(bodies))
+    if once is None:
+        return None
+    return with_medications(once, medications.get)
+
+
+def with_medications(
+    resources: list[dict[str, Any]], lookup: Callable[[str], bytes | None]
+) -> list[dict[str, Any]]:
+    """``resources`` with the Medications their orders name (``medicationReference``)."""
+    named = {
+        ref
+        for r in resources
+        if isinstance(ref := (r.get("medicationReference") or {}).get("reference"), str)
+    }
+    for ref in sorted(named):
+        body = lookup(ref)
+        if body is not None:
+            resources.append(orjson.loads(body))
+    return resources
 
 
 def _content(resource: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import json
 import os
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -27,10 +27,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from .export import Export, Filed
+from .export import Export, Filed, one_patient
 from .worklists import CATEGORIES, Screened, screen_patient
 
-WINDOW = 16  # patients in flight per worker process
+BATCH = 32  # patients per task sent to a worker process
+WINDOW = 4  # batches in flight per worker process
 FIELDS = ("patient", "category", "summary", "facts", "latest_fact_date")
 PHI_NOTE = (
     "These worklists name patients (Patient/<id> of the source system) because clinicians act "
@@ -89,7 +90,7 @@ def screen(
         filed = export.file()
         writers = None if aggregate_only else _Writers(out)
         try:
-            for screened in _screened(export.patients(), as_of, workers):
+            for screened in _screened(export, as_of, workers):
                 tally.add(screened)
                 if writers is not None:
                     writers.add(screened)
@@ -116,23 +117,60 @@ def screen(
     }
 
 
-def _screened(
-    patients: Iterator[tuple[str, list[dict[str, Any]]]], as_of: date, workers: int
-) -> Iterator[Screened]:
-    """Each patient screened, in export order; in ``workers`` processes with a bounded
-    window of patients in flight (one process: here, with nothing to pickle)."""
+def _screened(export: Export, as_of: date, workers: int) -> Iterator[Screened]:
+    """Each patient screened, in export order; in ``workers`` processes, patients sent in
+    batches of BATCH as their JSON lines, at most WINDOW batches per worker in flight
+    (one process: here)."""
     if workers <= 1:
-        for patient, resources in patients:
+        for patient, resources in export.patients():
             yield screen_patient(patient, resources, as_of)
         return
-    with ProcessPoolExecutor(workers) as pool:
-        flight: list[Future[Screened]] = []
-        for patient, resources in patients:
-            flight.append(pool.submit(screen_patient, patient, resources, as_of))
+    medications = export.medications()
+    with ProcessPoolExecutor(workers, initializer=_share, initargs=(medications,)) as pool:
+        flight: deque[Future[list[Screened | None]]] = deque()
+        for batch in _batches(export.raw_patients()):
+            flight.append(pool.submit(_screen_batch, batch, as_of))
             if len(flight) >= WINDOW * workers:
-                yield flight.pop(0).result()
-        for future in flight:
-            yield future.result()
+                yield from _settled(flight.popleft().result(), export)
+        while flight:
+            yield from _settled(flight.popleft().result(), export)
+
+
+def _batches(
+    patients: Iterator[tuple[str, list[bytes]]],
+) -> Iterator[list[tuple[str, list[bytes]]]]:
+    batch: list[tuple[str, list[bytes]]] = []
+    for patient in patients:
+        batch.append(patient)
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+_MEDICATIONS: dict[str, bytes] = {}
+
+
+def _share(medications: dict[str, bytes]) -> None:
+    """In each worker process, once: the export's Medications by reference."""
+    _MEDICATIONS.update(medications)
+
+
+def _screen_batch(batch: list[tuple[str, list[bytes]]], as_of: date) -> list[Screened | None]:
+    found: list[Screened | None] = []
+    for patient, bodies in batch:
+        resources = one_patient(bodies, _MEDICATIONS)
+        found.append(None if resources is None else screen_patient(patient, resources, as_of))
+    return found
+
+
+def _settled(batch: list[Screened | None], export: Export) -> Iterator[Screened]:
+    for screened in batch:
+        if screened is None:  # two differing copies of one resource: not screened
+            export.filed.conflicting += 1
+        else:
+            yield screened
 
 
 class _Writers:

