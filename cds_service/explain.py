@@ -22,6 +22,11 @@ def format_explanation(explanation: Explanation) -> str:
             [f"{topic}  by {', '.join(by)}" for topic, by in explanation.suppressed.items()],
         ),
         _section("Hidden by a clinician's override", list(explanation.hidden)),
+        _section("Turned off by the site (topics_off, or the trigger)", list(explanation.off)),
+        _section(
+            "Decided silently (recorded, not shown)",
+            [f"{r.topic}  {r.branch}" for r in _with_items(explanation, explanation.silent)],
+        ),
         _section("Notes on the record (not read, ignored, preliminary)", list(explanation.notes)),
     ]
     for therapy, judgements in explanation.judgements().items():
@@ -29,10 +34,13 @@ def format_explanation(explanation: Explanation) -> str:
     return "\n\n".join(sections)
 
 
-def _with_items(explanation: Explanation) -> list[Recommendation]:
+def _with_items(
+    explanation: Explanation, recommendations: list[Recommendation] | None = None
+) -> list[Recommendation]:
     """Each card, and under a checklist each of its items."""
     shown: list[Recommendation] = []
-    for recommendation in explanation.recommendations:
+    chosen = explanation.recommendations if recommendations is None else recommendations
+    for recommendation in chosen:
         shown.append(recommendation)
         shown.extend(recommendation.items)
     return shown

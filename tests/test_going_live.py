@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import date
 
 import pytest
 import sqlalchemy as sa
@@ -209,3 +210,25 @@ def test_near_miss_the_chart_open_trigger_and_no_trigger_get_the_checklist(tmp_p
 def test_other_triggers_may_show_the_reminders_when_the_site_says_so(tmp_path):
     app = _app(tmp_path, other_trigger_reminders="show")
     assert "aatd-care-checklist" in _topics(_open_chart(app, **_epic("18")))
+
+
+def test_explain_names_what_the_site_turned_off_and_what_it_decided_silently():
+    from dataclasses import replace
+
+    import hooks
+    from cds_service.explain import format_explanation
+    from fhir_mappings import map_patient
+    from fhir_mappings.fhirjson import bundle_resources
+
+    resources = list(bundle_resources(load_bundle(SEED)))
+    facts = map_patient(resources, date(2026, 11, 21))
+    policy = replace(
+        hooks.Policy(),
+        topics_off=frozenset({"family-testing"}),
+        silent_topics=frozenset({"augmentation-candidate"}),
+    )
+    text = format_explanation(hooks.explain("patient-view", facts, policy))
+    off = text.split("Turned off by the site")[1].split("\n\n")[0]
+    silent = text.split("Decided silently")[1].split("\n\n")[0]
+    assert "family-testing" in off
+    assert "augmentation-candidate" in silent
