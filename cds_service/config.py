@@ -163,8 +163,8 @@ class Settings:
     # "token" (Authorization: Bearer metrics_token) or "open" (docs/operations.md).
     metrics_access: str = "loopback"
     metrics_token: str | None = None
-    # Days issued cards and feedback are kept (deleted hourly after; 0: kept for ever). The
-    # default keeps a full year for the feedback report, past the longest override period.
+    # Days feedback is kept (deleted hourly after; 0: kept for ever; issued cards follow
+    # audit_retention_days). A full year for the feedback report, past the longest snooze.
     retention_days: int = 400
     # Seconds `alpha1-cds serve` keeps retrying a database it cannot reach at start-up
     # (back-off 1, 2, 4... s), then exits with the reason in one line.
