@@ -78,7 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     screening = commands.add_parser(
         "screen", help="worklists of the patients AATD care is missing, from a Bulk Data export"
     )
-    screening.add_argument("export", type=Path, help="a folder of NDJSON files ($export)")
+    screening.add_argument(
+        "export", type=Path, nargs="?", help="a folder of NDJSON files ($export)"
+    )
+    screening.add_argument(
+        "--fhir-server",
+        help="export from this FHIR base first (token: $ALPHA1_CDS_BULK_TOKEN)",
+    )
+    screening.add_argument("--group", help="Group/<id>/$export instead of Patient/$export")
+    screening.add_argument("--since", help="_since: only what changed after this instant")
     screening.add_argument("--date", type=date.fromisoformat, help="judge as of this date")
     screening.add_argument("--out", type=Path, required=True, help="the folder to write to")
     screening.add_argument("--workers", type=int, default=1, help="processes (default 1)")
@@ -214,10 +222,13 @@ def _screen(args: argparse.Namespace) -> int:
     from . import pipeline
     from .screening.run import interactive, screen
 
-    if not args.export.is_dir():
-        raise UsageError(f"{args.export} is not a folder of NDJSON files")
+    export = args.export
+    if args.fhir_server:
+        export = _bulk_export(args)
+    elif export is None or not export.is_dir():
+        raise UsageError(f"{export} is not a folder of NDJSON files (or give --fhir-server)")
     summary = screen(
-        args.export,
+        export,
         args.date or pipeline.today(),
         args.out,
         workers=max(1, args.workers),
@@ -226,6 +237,21 @@ def _screen(args: argparse.Namespace) -> int:
     )
     print(json.dumps(summary), flush=True)
     return 0
+
+
+def _bulk_export(args: argparse.Namespace) -> Path:
+    """The export, downloaded into OUT/export by the Bulk Data client; the token from the
+    environment only (a command-line argument would show in the process list)."""
+    from .screening.bulk import BulkClient, BulkError
+
+    settings = Settings.load()
+    token = os.environ.get("ALPHA1_CDS_BULK_TOKEN") or None
+    try:
+        client = BulkClient(args.fhir_server, settings, token=token)
+        got = client.export(args.out / "export", group=args.group, since=args.since)
+    except BulkError as error:
+        raise UsageError(f"bulk export: {error}") from None
+    return got.folder
 
 
 def _build_sheet(args: argparse.Namespace) -> int:

@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from cds_service.cli import main
+from cds_service.config import Settings
+from cds_service.screening.bulk import BulkClient, BulkError
 from cds_service.screening.export import patient_of
 from cds_service.screening.run import screen
 from cds_service.screening.worklists import CATEGORIES
@@ -29,6 +31,7 @@ from fhir_mappings.fhirjson import bundle_resources
 from .conftest import TODAY
 from .support.browser import chromium
 from .support.builders import FIXTURES, load_bundle
+from .support.bulk_server import BulkServer
 from .support.synthea import generator_version, population
 from .test_population import SEED as SYNTHEA_SEED
 from .test_population import SIZE as SYNTHEA_SIZE
@@ -236,3 +239,112 @@ def test_a_generated_population_screens_as_evaluate_decides_each_patient(tmp_pat
         if person.needs_testing and not person.deceased:
             assert "testing-recommended" in listed, person.id
     assert summary["copd"] >= 1
+
+
+# --- the Bulk Data client -----------------------------------------------------------------------
+
+
+def _ndjson(resources: list[dict]) -> dict[str, str]:
+    by_type: dict[str, list[str]] = defaultdict(list)
+    for resource in resources:
+        by_type[resource["resourceType"]].append(json.dumps(resource))
+    return {f"{kind}.ndjson": "\n".join(lines) + "\n" for kind, lines in by_type.items()}
+
+
+def _client(server: BulkServer, **kwargs) -> BulkClient:
+    settings = Settings().with_values({"auth_mode": "off", "fhir_timeout": 2.0})
+    waits: list[float] = []
+    client = BulkClient(server.base, settings, token=server.token, sleep=waits.append, **kwargs)
+    client.waits = waits  # type: ignore[attr-defined]
+    return client
+
+
+def test_the_bulk_client_kicks_off_polls_downloads_and_the_screen_reads_it(tmp_path):
+    patients = fixture_patients()
+    chosen = [*patients["testing-copd-untested"], *patients["seed-000-zz-emphysema"]]
+    errors = {
+        "errors.ndjson": json.dumps(
+            {
+                "resourceType": "OperationOutcome",
+                "issue": [
+                    {
+                        "severity": "error",
+                        "code": "processing",
+                        "diagnostics": "one Observation could not be exported",
+                    }
+                ],
+            }
+        )
+        + "\n"
+    }
+    with BulkServer(_ndjson(chosen), error_files=errors, polls=2) as server:
+        client = _client(server)
+        got = client.export(tmp_path / "export", since="2020-01-01T00:00:00Z")
+        kick = server.seen[0]
+        assert kick["path"].startswith("/fhir/Patient/$export?_type=Patient%2CObservation")
+        assert "_since=2020-01-01T00%3A00%3A00Z" in kick["path"]
+        assert kick["headers"]["Prefer"] == "respond-async"
+        assert client.waits == [1.0, 1.0]  # Retry-After, twice, then the manifest
+        assert all(
+            s["headers"].get("Authorization") == f"Bearer {server.token}" for s in server.seen
+        )
+    assert len(got.error_files) == 1
+    summary = screen(got.folder, AS_OF, tmp_path / "out")
+    assert summary["patients"] == 2
+    assert summary["categories"]["testing-recommended"] == 1
+    assert summary["exportErrors"] == 1
+
+
+def test_a_group_export_and_a_failed_export_say_what_the_server_said(tmp_path):
+    with BulkServer({}, fail=True, polls=0) as server:
+        client = _client(server)
+        with pytest.raises(BulkError, match="disk full"):
+            client.export(tmp_path / "export", group="copd-cohort")
+        assert server.seen[0]["path"].startswith("/fhir/Group/copd-cohort/$export?")
+
+
+def test_an_export_that_never_finishes_is_cancelled_at_the_deadline(tmp_path):
+    with BulkServer({}, finish=False) as server:
+        client = _client(server, deadline_seconds=0.5)
+        with pytest.raises(BulkError, match="cancelled"):
+            client.export(tmp_path / "export")
+        assert server.cancelled
+        assert any(s["method"] == "DELETE" for s in server.seen)
+
+
+def test_a_server_off_the_allowlist_gets_no_token_and_no_request():
+    settings = Settings().with_values(
+        {"auth_mode": "required", "public_base_url": "https://cds.example.org"}
+    )
+    with pytest.raises(BulkError, match="may not be used"):
+        BulkClient("http://127.0.0.1:9/fhir", settings, token="secret")
+
+
+def test_the_cli_screens_straight_from_a_bulk_server(tmp_path, capsys, monkeypatch):
+    patients = fixture_patients()
+    with BulkServer(_ndjson(patients["testing-copd-untested"]), polls=0) as server:
+        monkeypatch.setenv("ALPHA1_CDS_BULK_TOKEN", server.token)
+        monkeypatch.setenv("ALPHA1_CDS_AUTH_MODE", "off")
+        out = tmp_path / "out"
+        code = main(
+            ["screen", "--fhir-server", server.base, "--date", AS_OF.isoformat(), "--out", str(out)]
+        )
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["patients"] == 1
+    assert (out / "export" / "Patient.0.ndjson").is_file()
+
+
+def test_the_token_never_goes_outside_the_export_server(tmp_path):
+    """A manifest whose file URL is elsewhere but asks for the token is refused before any
+    request; a status URL elsewhere is never polled."""
+    with BulkServer({}) as server:
+        client = _client(server)
+        manifest = {
+            "requiresAccessToken": True,
+            "output": [{"type": "Patient", "url": "http://127.0.0.1:1/elsewhere/Patient.ndjson"}],
+        }
+        before = len(server.seen)
+        with pytest.raises(BulkError, match="may not have it"):
+            client.download(manifest, tmp_path / "export")
+        assert len(server.seen) == before

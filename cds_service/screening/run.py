@@ -111,10 +111,25 @@ def screen(
         "copdTested": tally.copd_tested,
         "unreadableLines": filed.unreadable_lines,
         "withoutPatient": filed.without_patient,
+        "exportErrors": _export_errors(export_dir),
         "notScreened": filed.conflicting,
         "seconds": round(seconds, 2),
         "patientsPerSecond": round(tally.patients / seconds, 1) if seconds else None,
     }
+
+
+def _export_errors(export_dir: Path) -> int:
+    """Entries of the export's error files (a Bulk Data manifest's ``error``, downloaded to
+    ``errors/``): records the server could not export, so absent here."""
+    folder = export_dir / "errors"
+    if not folder.is_dir():
+        return 0
+    return sum(
+        1
+        for path in folder.glob("*.ndjson")
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    )
 
 
 def _screened(export: Export, as_of: date, workers: int) -> Iterator[Screened]:
