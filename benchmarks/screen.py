@@ -62,14 +62,16 @@ def write_population(folder: Path, size: int) -> None:
         handle.close()
 
 
-def run(export: Path, workers: int) -> dict[str, Any]:
-    """One screen in a child process; its summary and peak memory."""
+def run(export: Path, workers: int, scheduler: str | None = None) -> dict[str, Any]:
+    """One screen in a child process (on ``scheduler`` when given); its summary and peak
+    memory."""
     with tempfile.TemporaryDirectory() as out:
         code = (
             "import json,sys;from datetime import date;from pathlib import Path;"
             "from cds_service.screening.run import screen;"
             f"s=screen(Path({str(export)!r}),date.fromisoformat({AS_OF.isoformat()!r}),"
-            f"Path({out!r}),workers={workers},aggregate_only=True);print(json.dumps(s))"
+            f"Path({out!r}),workers={workers},aggregate_only=True,scheduler={scheduler!r});"
+            "print(json.dumps(s))"
         )
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
@@ -83,19 +85,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument(
+        "--dask", action="store_true", help="also on a two-worker local Dask cluster"
+    )
     args = parser.parse_args()
     for size in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory() as folder:
             export = Path(folder)
             write_population(export, size)
             for workers in (int(w) for w in args.workers.split(",")):
-                found = run(export, workers)
-                rate = found["patientsPerSecond"]
-                print(
-                    f"{size:>6} patients, {workers} worker(s): {found['seconds']:.1f} s, "
-                    f"{rate:.1f} patients/s ({rate / workers:.1f} per core), "
-                    f"peak {found['peak_mb']} MB (largest process)"
-                )
+                _say(size, f"{workers} worker(s)", workers, run(export, workers))
+            if args.dask:
+                from distributed import LocalCluster
+
+                with LocalCluster(
+                    n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+                ) as cluster:
+                    found = run(export, 1, cluster.scheduler_address)
+                _say(size, "Dask, 2 workers", 2, found)
+
+
+def _say(size: int, how: str, cores: int, found: dict[str, Any]) -> None:
+    rate = found["patientsPerSecond"]
+    print(
+        f"{size:>6} patients, {how}: {found['seconds']:.1f} s, {rate:.1f} patients/s "
+        f"({rate / cores:.1f} per core), peak {found['peak_mb']} MB (largest child process)"
+    )
 
 
 if __name__ == "__main__":

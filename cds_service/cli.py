@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     screening.add_argument("--out", type=Path, required=True, help="the folder to write to")
     screening.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     screening.add_argument(
+        "--scheduler", help="a Dask distributed scheduler (tcp://host:port) to screen on"
+    )
+    screening.add_argument(
         "--aggregate-only", action="store_true", help="the report only: no patient is named"
     )
 
@@ -234,6 +237,7 @@ def _screen(args: argparse.Namespace) -> int:
         workers=max(1, args.workers),
         aggregate_only=args.aggregate_only,
         progress=interactive(),
+        scheduler=args.scheduler,
     )
     print(json.dumps(summary), flush=True)
     return 0

@@ -348,3 +348,20 @@ def test_the_token_never_goes_outside_the_export_server(tmp_path):
         with pytest.raises(BulkError, match="may not have it"):
             client.download(manifest, tmp_path / "export")
         assert len(server.seen) == before
+
+
+# --- beyond one machine: a Dask cluster on loopback ---------------------------------------------
+
+
+def test_a_local_dask_cluster_gives_the_same_lists(fixtures_screened, tmp_path):
+    """The same command on Dask's distributed scheduler (two worker processes on
+    loopback), as a cluster of several machines would run it."""
+    distributed = pytest.importorskip("distributed")
+    _, found, _, _ = fixtures_screened
+    export = write_export(tmp_path / "export", fixture_patients())
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        summary = screen(export, AS_OF, tmp_path / "out", scheduler=cluster.scheduler_address)
+    assert members(tmp_path / "out") == found
+    assert summary["patients"] + summary["notScreened"] == len(fixture_patients())

@@ -81,6 +81,7 @@ def screen(
     workers: int = 1,
     aggregate_only: bool = False,
     progress: TextIO | None = None,
+    scheduler: str | None = None,
 ) -> dict[str, Any]:
     """Screen every patient of the export; the summary (also written by the CLI)."""
     started = time.monotonic()
@@ -90,7 +91,7 @@ def screen(
         filed = export.file()
         writers = None if aggregate_only else _Writers(out)
         try:
-            for screened in _screened(export, as_of, workers):
+            for screened in _screened(export, as_of, workers, scheduler):
                 tally.add(screened)
                 if writers is not None:
                     writers.add(screened)
@@ -132,10 +133,15 @@ def _export_errors(export_dir: Path) -> int:
     )
 
 
-def _screened(export: Export, as_of: date, workers: int) -> Iterator[Screened]:
+def _screened(
+    export: Export, as_of: date, workers: int, scheduler: str | None = None
+) -> Iterator[Screened]:
     """Each patient screened, in export order; in ``workers`` processes, patients sent in
     batches of BATCH as their JSON lines, at most WINDOW batches per worker in flight
-    (one process: here)."""
+    (one process: here); with ``scheduler``, on that Dask cluster instead."""
+    if scheduler is not None:
+        yield from _on_dask(export, as_of, scheduler)
+        return
     if workers <= 1:
         for patient, resources in export.patients():
             yield screen_patient(patient, resources, as_of)
@@ -146,6 +152,25 @@ def _screened(export: Export, as_of: date, workers: int) -> Iterator[Screened]:
         for batch in _batches(export.raw_patients()):
             flight.append(pool.submit(_screen_batch, batch, as_of))
             if len(flight) >= WINDOW * workers:
+                yield from _settled(flight.popleft().result(), export)
+        while flight:
+            yield from _settled(flight.popleft().result(), export)
+
+
+def _on_dask(export: Export, as_of: date, scheduler: str) -> Iterator[Screened]:
+    """The same batches on a Dask ``distributed`` cluster (``tcp://host:port``): the
+    Medications sent once to every worker, WINDOW batches per worker thread in flight.
+    The parent files the export and writes the outputs, as with local processes."""
+    from distributed import Client
+
+    with Client(scheduler, timeout=30) as client:
+        # In a list: scattered as one object (a dict alone is scattered key by key).
+        [medications] = client.scatter([export.medications()], broadcast=True)
+        window = WINDOW * max(1, sum(client.nthreads().values()))
+        flight: deque[Any] = deque()
+        for batch in _batches(export.raw_patients()):
+            flight.append(client.submit(_screen_batch, batch, as_of, medications, pure=False))
+            if len(flight) >= window:
                 yield from _settled(flight.popleft().result(), export)
         while flight:
             yield from _settled(flight.popleft().result(), export)
@@ -172,10 +197,14 @@ def _share(medications: dict[str, bytes]) -> None:
     _MEDICATIONS.update(medications)
 
 
-def _screen_batch(batch: list[tuple[str, list[bytes]]], as_of: date) -> list[Screened | None]:
+def _screen_batch(
+    batch: list[tuple[str, list[bytes]]], as_of: date, medications: dict[str, bytes] | None = None
+) -> list[Screened | None]:
+    """A batch screened in a worker (``medications``: given by Dask; else the process
+    pool's shared copy)."""
     found: list[Screened | None] = []
     for patient, bodies in batch:
-        resources = one_patient(bodies, _MEDICATIONS)
+        resources = one_patient(bodies, _MEDICATIONS if medications is None else medications)
         found.append(None if resources is None else screen_patient(patient, resources, as_of))
     return found
 
