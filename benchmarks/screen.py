@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -63,22 +62,22 @@ def write_population(folder: Path, size: int) -> None:
 
 
 def run(export: Path, workers: int, scheduler: str | None = None) -> dict[str, Any]:
-    """One screen in a child process (on ``scheduler`` when given); its summary and peak
-    memory."""
+    """One screen in a fresh child process (on ``scheduler`` when given): its summary, the
+    peak resident memory of the screen's own process (which files the export and writes
+    the lists: what would grow with the population) and of its largest worker process
+    (local workers only; a Dask cluster's workers are its own)."""
     with tempfile.TemporaryDirectory() as out:
         code = (
-            "import json,sys;from datetime import date;from pathlib import Path;"
+            "import json,resource;from datetime import date;from pathlib import Path;"
             "from cds_service.screening.run import screen;"
             f"s=screen(Path({str(export)!r}),date.fromisoformat({AS_OF.isoformat()!r}),"
             f"Path({out!r}),workers={workers},aggregate_only=True,scheduler={scheduler!r});"
+            "s['self_kb']=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+            "s['workers_kb']=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss;"
             "print(json.dumps(s))"
         )
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
-        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    summary = json.loads(done.stdout.decode().strip().splitlines()[-1])
-    summary["peak_mb"] = round(max(peak_kb, before) / 1024, 1)
-    return summary
+    return json.loads(done.stdout.decode().strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -102,14 +101,17 @@ def main() -> None:
                     n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
                 ) as cluster:
                     found = run(export, 1, cluster.scheduler_address)
+                found["workers_kb"] = 0  # the cluster's workers are not the screen's children
                 _say(size, "Dask, 2 workers", 2, found)
 
 
 def _say(size: int, how: str, cores: int, found: dict[str, Any]) -> None:
     rate = found["patientsPerSecond"]
+    workers = f", largest worker {found['workers_kb'] / 1024:.0f} MB" if found["workers_kb"] else ""
     print(
         f"{size:>6} patients, {how}: {found['seconds']:.1f} s, {rate:.1f} patients/s "
-        f"({rate / cores:.1f} per core), peak {found['peak_mb']} MB (largest child process)"
+        f"({rate / cores:.1f} per core); screen process peak {found['self_kb'] / 1024:.0f} MB"
+        f"{workers}"
     )
 
 
