@@ -1,8 +1,9 @@
 """``alpha1-cds screen``: the whole export through the rules, over processes, to worklists.
 
 Patients are read one at a time from the filed export (``export.py``) and sent to worker
-processes in a bounded window (``WINDOW`` per worker in flight), so memory does not grow
-with the population. Outputs, in the ``--out`` folder:
+processes (or a Dask cluster's workers, ``--scheduler``) in batches of BATCH, at most
+WINDOW batches per worker in flight, so memory does not grow with the population.
+Outputs, in the ``--out`` folder:
 
 - ``<category>.csv`` and ``<category>.list.json`` (a FHIR ``List`` of the patients) per
   worklist, unless ``--aggregate-only``;
