@@ -17,6 +17,7 @@ from collections import defaultdict
 from contextlib import redirect_stderr, redirect_stdout
 from datetime import date
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -281,7 +282,13 @@ def test_the_bulk_client_kicks_off_polls_downloads_and_the_screen_reads_it(tmp_p
         client = _client(server)
         got = client.export(tmp_path / "export", since="2020-01-01T00:00:00Z")
         kick = server.seen[0]
-        assert kick["path"].startswith("/fhir/Patient/$export?_type=Patient%2CObservation")
+        asked = parse_qs(urlsplit(kick["path"]).query)
+        assert urlsplit(kick["path"]).path == "/fhir/Patient/$export"
+        assert set(asked["_type"][0].split(",")) == {
+            *("Patient", "Observation", "Condition", "Procedure", "Immunization"),
+            *("MedicationRequest", "MedicationStatement", "MedicationAdministration"),
+            *("Medication", "AllergyIntolerance", "FamilyMemberHistory"),
+        }
         assert "_since=2020-01-01T00%3A00%3A00Z" in kick["path"]
         assert kick["headers"]["Prefer"] == "respond-async"
         assert client.waits == [1.0, 1.0]  # Retry-After, twice, then the manifest

@@ -25,24 +25,15 @@ from urllib.parse import urlencode, urljoin
 
 import requests
 
+from fhir_mappings import QUERIES
+
 from .. import urls
 from ..config import Settings
 from ..prefetch import server_problem
 
-# What the rules read (fhir_mappings' queries), and the Medications orders name.
-TYPES = (
-    "Patient",
-    "Observation",
-    "Condition",
-    "Procedure",
-    "MedicationRequest",
-    "MedicationStatement",
-    "MedicationAdministration",
-    "Medication",
-    "Immunization",
-    "AllergyIntolerance",
-    "FamilyMemberHistory",
-)
+# What the rules read (the types of the hooks' queries, declared there once), and the
+# Medications that orders name by reference.
+TYPES = (*sorted({query.resource_type for query in QUERIES.values()}), "Medication")
 FHIR_JSON = "application/fhir+json"
 WAIT_FIRST, WAIT_MAX = 1.0, 60.0  # seconds between polls without (or past) a Retry-After
 CHUNK = 1 << 16
