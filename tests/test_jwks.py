@@ -166,6 +166,12 @@ def test_a_hanging_jku_host_does_not_slow_other_clients(tmp_path, hanging):
         attacker = context.Process(target=attack, args=(server.base, hanging.url, 8.0, sent))
         attacker.start()
         try:
+            # A spawned process imports the test module first, seconds on a loaded machine:
+            # wait until its junk actually arrives, then as before for the attack to be on.
+            started = time.monotonic()
+            while sent.value == 0 and time.monotonic() - started < 30:
+                time.sleep(0.05)
+            assert sent.value > 0, "the attack did not start"
             time.sleep(2.0)  # the attackers are up and sending
             under_attack = _timed_calls(server.base)
         finally:
