@@ -226,7 +226,7 @@ def _check_copies(sources: Mapping[str, list[dict[str, Any]]]) -> None:
                 continue
             ident = (resource["resourceType"], rid)
             first = seen.setdefault(ident, (key, resource))
-            if first[1] is resource or _same(first[1], resource):
+            if first[1] is resource or same_resource(first[1], resource):
                 continue
             why = f"it holds two different copies of one {ident[0]}"
             conflicts[key] = conflicts[first[0]] = why
@@ -234,7 +234,7 @@ def _check_copies(sources: Mapping[str, list[dict[str, Any]]]) -> None:
         raise _unobtainable(conflicts)
 
 
-def _same(one: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+def same_resource(one: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
     """The same resource content, ``meta`` (versionId, lastUpdated, tags) apart."""
     if one == other:
         return True

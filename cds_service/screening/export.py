@@ -23,6 +23,8 @@ from typing import Any
 
 import orjson
 
+from ..prefetch import same_resource
+
 SHARED = frozenset({"Medication"})  # resources of no patient, referenced by id
 PAGE = 500  # rows fetched at a time when reading back
 
@@ -160,7 +162,7 @@ class Export:
             first = seen.setdefault(key, resource)
             if first is resource:
                 kept.append(resource)
-            elif _content(first) != _content(resource):
+            elif not same_resource(first, resource):
                 return None
         return kept
 
@@ -203,10 +205,6 @@ def with_medications(
         if body is not None:
             resources.append(orjson.loads(body))
     return resources
-
-
-def _content(resource: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in resource.items() if k != "meta"}
 
 
 def patient_of(resource: dict[str, Any]) -> str | None:
