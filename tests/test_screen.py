@@ -143,7 +143,12 @@ def test_rows_carry_the_decisive_facts_with_their_dates_and_lists_are_fhir(fixtu
     assert "name patients" in (out / "README.txt").read_text(encoding="utf-8")
 
 
-def test_two_processes_give_the_same_lists(fixtures_screened, tmp_path):
+@pytest.mark.parametrize("batch_bytes", [None, 1], ids=["batches", "one-patient-batches"])
+def test_two_processes_give_the_same_lists(fixtures_screened, tmp_path, monkeypatch, batch_bytes):
+    """Batches close at BATCH patients or BATCH_BYTES (long records go one or a few at a
+    time): the lists are the same either way."""
+    if batch_bytes is not None:
+        monkeypatch.setattr("cds_service.screening.run.BATCH_BYTES", batch_bytes)
     _, found, _, _ = fixtures_screened
     export = write_export(tmp_path / "export", fixture_patients())
     screen(export, AS_OF, tmp_path / "out", workers=2)

@@ -1,8 +1,9 @@
 """``alpha1-cds screen``: the whole export through the rules, over processes, to worklists.
 
 Patients are read one at a time from the filed export (``export.py``) and sent to worker
-processes (or a Dask cluster's workers, ``--scheduler``) in batches of BATCH, at most
-WINDOW batches per worker in flight, so memory does not grow with the population.
+processes (or a Dask cluster's workers, ``--scheduler``) in batches of at most BATCH
+patients and BATCH_BYTES (a patient bigger than that goes alone), at most WINDOW batches
+per worker in flight, so memory does not grow with the population.
 Outputs, in the ``--out`` folder:
 
 - ``<category>.csv`` and ``<category>.list.json`` (a FHIR ``List`` of the patients) per
@@ -31,7 +32,11 @@ from typing import Any, TextIO
 from .export import Export, Filed, one_patient
 from .worklists import CATEGORIES, Screened, screen_patient
 
-BATCH = 32  # patients per task sent to a worker process
+BATCH = 32  # patients per task sent to a worker process, at most
+# ... and at most this many bytes of JSON lines: a generated record of 2,000 resources is
+# about 1.5 MB, so a batch of 32 such patients, WINDOW deep per worker, would hold
+# hundreds of MB in flight where the fixtures' patients hold a few.
+BATCH_BYTES = 4 * 1024 * 1024
 WINDOW = 4  # batches in flight per worker process
 FIELDS = ("patient", "category", "summary", "facts", "latest_fact_date")
 PHI_NOTE = (
@@ -138,7 +143,7 @@ def _screened(
     export: Export, as_of: date, workers: int, scheduler: str | None = None
 ) -> Iterator[Screened]:
     """Each patient screened, in export order; in ``workers`` processes, patients sent in
-    batches of BATCH as their JSON lines, at most WINDOW batches per worker in flight
+    batches (``_batches``) as their JSON lines, at most WINDOW batches per worker in flight
     (one process: here); with ``scheduler``, on that Dask cluster instead."""
     if scheduler is not None:
         yield from _on_dask(export, as_of, scheduler)
@@ -180,12 +185,15 @@ def _on_dask(export: Export, as_of: date, scheduler: str) -> Iterator[Screened]:
 def _batches(
     patients: Iterator[tuple[str, list[bytes]]],
 ) -> Iterator[list[tuple[str, list[bytes]]]]:
+    """Patients in batches of at most BATCH, closed early once BATCH_BYTES are in."""
     batch: list[tuple[str, list[bytes]]] = []
+    size = 0
     for patient in patients:
         batch.append(patient)
-        if len(batch) == BATCH:
+        size += sum(len(body) for body in patient[1])
+        if len(batch) == BATCH or size >= BATCH_BYTES:
             yield batch
-            batch = []
+            batch, size = [], 0
     if batch:
         yield batch
 
