@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,16 @@ def main(argv: list[str] | None = None) -> int:
         help="export from this FHIR base first (token: $ALPHA1_CDS_BULK_TOKEN)",
     )
     screening.add_argument("--group", help="Group/<id>/$export instead of Patient/$export")
-    screening.add_argument("--since", help="_since: only what changed after this instant")
+    screening.add_argument(
+        "--since",
+        help="_since: export only what changed after this instant (needs --previous; default "
+        "with --previous: the previous export's transactionTime)",
+    )
+    screening.add_argument(
+        "--previous",
+        type=Path,
+        help="the whole export of an earlier run (its OUT/export): changes are filed over it",
+    )
     screening.add_argument("--date", type=date.fromisoformat, help="judge as of this date")
     screening.add_argument("--out", type=Path, required=True, help="the folder to write to")
     screening.add_argument("--workers", type=int, default=1, help="processes (default 1)")
@@ -223,39 +232,102 @@ def _raise_file_limit(connections: int) -> None:
 
 def _screen(args: argparse.Namespace) -> int:
     from . import pipeline
+    from .screening.export import ExportError
     from .screening.run import interactive, screen
 
+    if args.since and not args.previous:
+        raise UsageError(
+            "--since exports only what changed: give --previous with the earlier run's "
+            "OUT/export, so the records that did not change are screened too"
+        )
+    if args.previous is not None and not args.previous.is_dir():
+        raise UsageError(f"--previous {args.previous} is not a folder of NDJSON files")
     export = args.export
     if args.fhir_server:
         export = _bulk_export(args)
     elif export is None or not export.is_dir():
         raise UsageError(f"{export} is not a folder of NDJSON files (or give --fhir-server)")
-    summary = screen(
-        export,
-        args.date or pipeline.today(),
-        args.out,
-        workers=max(1, args.workers),
-        aggregate_only=args.aggregate_only,
-        progress=interactive(),
-        scheduler=args.scheduler,
-    )
+    merged = _merged_folder(args, export)
+    try:
+        summary = screen(
+            export,
+            args.date or pipeline.today(),
+            args.out,
+            workers=max(1, args.workers),
+            aggregate_only=args.aggregate_only,
+            progress=interactive(),
+            scheduler=args.scheduler,
+            previous=args.previous,
+            merged_to=merged,
+        )
+    except ExportError as error:
+        raise UsageError(str(error)) from None
     print(json.dumps(summary), flush=True)
     return 0
 
 
+def _merged_folder(args: argparse.Namespace, changes: Path) -> Path | None:
+    """Where an incremental run writes the merged whole (the next run's --previous):
+    OUT/export, which must be neither the changes nor the previous export."""
+    if args.previous is None:
+        return None
+    merged = args.out / "export"
+    taken = {changes.resolve(), args.previous.resolve()}
+    if merged.resolve() in taken:
+        raise UsageError(f"{merged} holds an input: choose another --out for the merged export")
+    return merged
+
+
 def _bulk_export(args: argparse.Namespace) -> Path:
-    """The export, downloaded into OUT/export by the Bulk Data client; the token from the
-    environment only (a command-line argument would show in the process list)."""
+    """The export, downloaded by the Bulk Data client into OUT/export (OUT/changes for an
+    incremental run, whose ``_since`` defaults to the previous export's transactionTime);
+    the token from the environment only (a command-line argument would show in the
+    process list)."""
     from .screening.bulk import BulkClient, BulkError
 
     settings = Settings.load()
     token = os.environ.get("ALPHA1_CDS_BULK_TOKEN") or None
+    since = _since(args) if args.previous else None
+    folder = args.out / ("changes" if args.previous else "export")
     try:
         client = BulkClient(args.fhir_server, settings, token=token)
-        got = client.export(args.out / "export", group=args.group, since=args.since)
+        got = client.export(folder, group=args.group, since=since)
     except BulkError as error:
         raise UsageError(f"bulk export: {error}") from None
     return got.folder
+
+
+def _since(args: argparse.Namespace) -> str:
+    """The ``_since`` of an incremental export: given, or the previous export's
+    transactionTime; refused when the previous export came from another server or group,
+    or when changes between it and ``--since`` would be missed."""
+    from .screening.export import read_about
+
+    about = read_about(args.previous)
+    taken = about.get("transactionTime")
+    server, group = about.get("server"), about.get("group")
+    if about and server not in (None, args.fhir_server.rstrip("/")):
+        raise UsageError(f"--previous was exported from {server}, not {args.fhir_server}")
+    if about and group != args.group:
+        raise UsageError(f"--previous was exported for group {group}, not {args.group}")
+    if not args.since:
+        if not isinstance(taken, str):
+            raise UsageError("--previous does not say when it was exported: give --since")
+        return taken
+    if isinstance(taken, str) and _instant(args.since) > _instant(taken):
+        raise UsageError(
+            f"--since {args.since} is after the previous export ({taken}): changes between "
+            "them would be missed"
+        )
+    return str(args.since)
+
+
+def _instant(text: str) -> datetime:
+    try:
+        found = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{text} is not an instant (2026-11-01T00:00:00Z)") from None
+    return found if found.tzinfo else found.replace(tzinfo=UTC)
 
 
 def _build_sheet(args: argparse.Namespace) -> int:

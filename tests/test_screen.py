@@ -284,7 +284,7 @@ def test_the_bulk_client_kicks_off_polls_downloads_and_the_screen_reads_it(tmp_p
     }
     with BulkServer(_ndjson(chosen), error_files=errors, polls=2) as server:
         client = _client(server)
-        got = client.export(tmp_path / "export", since="2020-01-01T00:00:00Z")
+        got = client.export(tmp_path / "export")
         kick = server.seen[0]
         asked = parse_qs(urlsplit(kick["path"]).query)
         assert urlsplit(kick["path"]).path == "/fhir/Patient/$export"
@@ -293,7 +293,7 @@ def test_the_bulk_client_kicks_off_polls_downloads_and_the_screen_reads_it(tmp_p
             *("MedicationRequest", "MedicationStatement", "MedicationAdministration"),
             *("Medication", "AllergyIntolerance", "FamilyMemberHistory"),
         }
-        assert "_since=2020-01-01T00%3A00%3A00Z" in kick["path"]
+        assert "_since" not in kick["path"]
         assert kick["headers"]["Prefer"] == "respond-async"
         assert client.waits == [1.0, 1.0]  # Retry-After, twice, then the manifest
         assert all(
@@ -359,6 +359,105 @@ def test_the_token_never_goes_outside_the_export_server(tmp_path):
         with pytest.raises(BulkError, match="may not have it"):
             client.download(manifest, tmp_path / "export")
         assert len(server.seen) == before
+
+
+# --- incremental runs: changes filed over the previous export --------------------------------
+
+
+def _changes() -> tuple[list[dict], str]:
+    """What changed since the previous export: an AAT level for the untested COPD patient, a
+    new FEV1 value under the tested patient's old id; and (the deleted file's line) that
+    patient's AAT level deleted."""
+    patients = fixture_patients()
+    tested = {r["id"]: r for r in patients["testing-copd-tested"]}
+    level = tested["copd-tested-aat"] | {
+        "id": "copd-untested-aat",
+        "subject": {"reference": "Patient/copd-untested"},
+    }
+    fev1 = tested["copd-tested-fev1pp"] | {"valueQuantity": {"value": 47, "unit": "%"}}
+    deleted = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"request": {"method": "DELETE", "url": "Observation/copd-tested-aat"}}],
+    }
+    return [level, fev1], json.dumps(deleted) + "\n"
+
+
+def _previous_patients() -> list[dict]:
+    patients = fixture_patients()
+    names = ("testing-copd-untested", "testing-copd-tested", "seed-000-zz-emphysema")
+    return [r for name in names for r in patients[name]]
+
+
+def test_changes_are_filed_over_the_previous_export_never_screened_alone(tmp_path, capsys):
+    """A result added since is read, a resource changed since replaces its old copy (not two
+    differing copies), a deleted one is gone; the merged whole is written for the next run;
+    the changes alone are refused (unchanged records would look absent)."""
+    previous = write_export(tmp_path / "previous", {"all": _previous_patients()})
+    added, deleted = _changes()
+    changes = write_export(tmp_path / "changes", {"all": added})
+    (changes / "deleted").mkdir()
+    (changes / "deleted" / "Bundle.0.ndjson").write_text(deleted, encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["screen", str(changes), "--out", str(out), "--date", AS_OF.isoformat()]) == 2
+    assert "--previous" in capsys.readouterr().err
+
+    args = ["screen", str(changes), "--previous", str(previous), "--out", str(out)]
+    assert main([*args, "--date", AS_OF.isoformat()]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (summary["patients"], summary["notScreened"]) == (3, 0)
+    assert (summary["replaced"], summary["deleted"]) == (1, 1)
+    assert members(out)["testing-recommended"] == {"Patient/copd-tested"}
+
+    again = tmp_path / "again"
+    assert screen(out / "export", AS_OF, again)["patients"] == 3  # the merged whole, alone
+    assert members(again) == members(out)
+
+
+def test_an_incremental_bulk_run_asks_since_the_previous_export(tmp_path, capsys, monkeypatch):
+    """The first run's OUT/export is the second's --previous: ``_since`` is its
+    transactionTime, the manifest's deleted files are applied; a --since without
+    --previous, one later than the previous export, or another server is refused before
+    any request."""
+    monkeypatch.setenv("ALPHA1_CDS_AUTH_MODE", "off")
+    day = ["--date", AS_OF.isoformat()]
+    with BulkServer(_ndjson(_previous_patients()), polls=0) as server:
+        monkeypatch.setenv("ALPHA1_CDS_BULK_TOKEN", server.token)
+        first, second = tmp_path / "first", tmp_path / "second"
+        assert main(["screen", "--fhir-server", server.base, "--out", str(first), *day]) == 0
+        assert members(first)["testing-recommended"] == {"Patient/copd-untested"}
+
+        added, deleted = _changes()
+        server.files, server.deleted_files = _ndjson(added), {"del.ndjson": deleted}
+        server.transaction_time = "2026-12-06T00:00:00Z"
+        asked = len(server.seen)
+        refused = [
+            ["--since", "2026-11-01T00:00:00Z"],
+            ["--previous", str(first / "export"), "--since", "2026-12-02T00:00:00Z"],
+        ]
+        for extra in refused:
+            command = ["screen", "--fhir-server", server.base, "--out", str(second), *extra]
+            assert main([*command, *day]) == 2
+        assert len(server.seen) == asked
+        errors = capsys.readouterr().err
+        assert "give --previous" in errors
+        assert "would be missed" in errors
+
+        command = ["screen", "--fhir-server", server.base, "--previous", str(first / "export")]
+        assert main([*command, "--out", str(second), *day]) == 0
+        kick = next(s for s in server.seen[asked:] if "$export?" in s["path"])
+        assert "_since=2026-12-01T00%3A00%3A00Z" in kick["path"]
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (summary["replaced"], summary["deleted"]) == (1, 1)
+    assert members(second)["testing-recommended"] == {"Patient/copd-tested"}
+    about = json.loads((second / "export" / "export.json").read_text(encoding="utf-8"))
+    assert (about["transactionTime"], about["since"]) == ("2026-12-06T00:00:00Z", None)
+
+    with BulkServer({}, polls=0) as elsewhere:
+        command = ["screen", "--fhir-server", elsewhere.base, "--previous", str(second / "export")]
+        assert main([*command, "--out", str(tmp_path / "third"), *day]) == 2
+        assert elsewhere.seen == []
+    assert "was exported from" in capsys.readouterr().err
 
 
 # --- beyond one machine: a Dask cluster on loopback ---------------------------------------------

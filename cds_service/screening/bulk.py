@@ -4,17 +4,19 @@
 and ``_since`` for an incremental run; ``Prefer: respond-async``; the status URL from
 ``Content-Location``, polled while it answers 202, waiting what ``Retry-After`` asks
 (seconds or an HTTP date, within bounds); the manifest's output files downloaded as NDJSON,
-its error files kept beside them and counted. The access token follows the hooks' rule: the
-server must be one the service may send tokens to (``server_problem``), and the token goes
-only to URLs below its base: a status URL elsewhere is not polled, a file elsewhere is
-fetched without it, and a manifest that wants the token sent elsewhere is refused. An
-export that does not finish by the deadline is cancelled (DELETE on the status URL) and
-said.
+its error files kept in ``errors/`` and counted, its deleted files (with ``_since``) in
+``deleted/``; ``export.json`` records the server, group, ``_since`` and
+``transactionTime``. The access token follows the hooks' rule: the server must be one the
+service may send tokens to (``server_problem``), and the token goes only to URLs below its
+base: a status URL elsewhere is not polled, a file elsewhere is fetched without it, and a
+manifest that wants the token sent elsewhere is refused. An export that does not finish by
+the deadline is cancelled (DELETE on the status URL) and said.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +32,7 @@ from fhir_mappings import QUERIES
 from .. import urls
 from ..config import Settings
 from ..prefetch import server_problem
+from .export import ABOUT, DELETED
 
 # What the rules read (the types of the hooks' queries, declared there once), and the
 # Medications that orders name by reference.
@@ -37,6 +40,8 @@ TYPES = (*sorted({query.resource_type for query in QUERIES.values()}), "Medicati
 FHIR_JSON = "application/fhir+json"
 WAIT_FIRST, WAIT_MAX = 1.0, 60.0  # seconds between polls without (or past) a Retry-After
 CHUNK = 1 << 16
+# Where each list of the manifest is saved, below the export folder.
+SUBFOLDERS = {"output": ".", "error": "errors", "deleted": DELETED}
 
 
 class BulkError(Exception):
@@ -68,10 +73,19 @@ class BulkClient:
     def export(
         self, folder: Path, group: str | None = None, since: str | None = None
     ) -> Downloaded:
-        """Kick off, wait for, and download one export into ``folder``."""
+        """Kick off, wait for, and download one export into ``folder``, with
+        ``export.json`` saying where and when it was taken (the next ``_since``)."""
         status = self.kick_off(group, since)
         manifest = self.wait(status)
-        return self.download(manifest, folder)
+        found = self.download(manifest, folder)
+        about = {
+            "server": self.base.rstrip("/"),
+            "group": group,
+            "since": since,
+            "transactionTime": found.transaction_time,
+        }
+        (folder / ABOUT).write_text(json.dumps(about, indent=2), encoding="utf-8")
+        return found
 
     def kick_off(self, group: str | None = None, since: str | None = None) -> str:
         path = f"Group/{group}/$export" if group else "Patient/$export"
@@ -114,16 +128,16 @@ class BulkClient:
         for kind, entries in (
             ("output", manifest.get("output", [])),
             ("error", manifest.get("error", [])),
+            ("deleted", manifest.get("deleted", [])),  # with _since: what was deleted since
         ):
             for n, entry in enumerate(entries):
-                url, rtype = entry.get("url"), entry.get("type", "Resource")
+                url, rtype = entry.get("url"), entry.get("type", "Bundle")
                 if not isinstance(url, str) or not isinstance(rtype, str) or not rtype.isalpha():
                     raise BulkError(f"the manifest's {kind} entry {n} has no usable url or type")
-                name = f"{rtype}.{n}.ndjson" if kind == "output" else f"errors/{rtype}.{n}.ndjson"
-                target = folder / name
+                target = folder / SUBFOLDERS[kind] / f"{rtype}.{n}.ndjson"
                 target.parent.mkdir(parents=True, exist_ok=True)
                 self._fetch(urljoin(self.base, url), target, with_token)
-                (found.files if kind == "output" else found.error_files).append(target)
+                (found.error_files if kind == "error" else found.files).append(target)
         return found
 
     # --- HTTP ---------------------------------------------------------------------------------

@@ -8,6 +8,13 @@ patient at a time, in order: memory holds a page of rows, never the population. 
 of no patient (``Medication``) are kept by id and given to each patient whose orders name
 them. A line that is not JSON, or a resource that names no patient, is counted and said,
 never guessed.
+
+An incremental export (``_since``) holds only what changed, so it is never screened alone:
+a patient whose AAT result is older than ``_since`` would look untested. It is filed over
+the previous export (``previous``, the whole population as last screened): a resource in
+the changes replaces the previous copy of the same ``Type/id`` (wherever it was filed: a
+result moved to another patient leaves the first), the resources its ``deleted/`` files
+name are removed, and ``write`` saves the merged whole as the next run's ``previous``.
 """
 
 from __future__ import annotations
@@ -27,6 +34,14 @@ from ..prefetch import same_resource
 
 SHARED = frozenset({"Medication"})  # resources of no patient, referenced by id
 PAGE = 500  # rows fetched at a time when reading back
+DELETED = "deleted"  # the subfolder of an incremental export naming deleted resources
+# Beside the NDJSON: where and when an export was taken (``transactionTime``), so the next
+# incremental run knows its ``_since`` and that it asks the same server.
+ABOUT = "export.json"
+
+
+class ExportError(Exception):
+    """An export that cannot be screened as given: what to give instead."""
 
 
 @dataclass
@@ -38,6 +53,8 @@ class Filed:
     unreadable_lines: int = 0
     without_patient: int = 0
     conflicting: int = 0  # patients with two different copies of one resource: not screened
+    replaced: int = 0  # previous copies a later export replaced (incremental runs)
+    deleted: int = 0  # previous resources a later export's deleted files removed
 
 
 def export_files(folder: Path) -> list[Path]:
@@ -46,38 +63,128 @@ def export_files(folder: Path) -> list[Path]:
     return sorted(found)
 
 
-class Export:
-    """An export folder filed by patient in a temporary database (deleted on close)."""
+def is_incremental(folder: Path) -> bool:
+    """An export taken with ``_since`` (so holding only what changed): its ``deleted/``
+    files, or its ``export.json`` saying so."""
+    if (folder / DELETED).is_dir():
+        return True
+    about = read_about(folder)
+    return bool(about.get("since"))
 
-    def __init__(self, folder: Path, scratch: Path | None = None) -> None:
+
+def read_about(folder: Path) -> dict[str, Any]:
+    """What ``export.json`` says of an export (empty when there is none or it is unreadable)."""
+    try:
+        found = orjson.loads((folder / ABOUT).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+class Export:
+    """An export folder filed by patient in a temporary database (deleted on close); with
+    ``previous``, filed over that earlier, whole export (the folder holds changes)."""
+
+    def __init__(self, folder: Path, scratch: Path | None = None, previous: Path | None = None):
+        if previous is None and is_incremental(folder):
+            raise ExportError(
+                f"{folder} holds only what changed since an earlier export (_since): give "
+                "--previous with that earlier export, so unchanged records are screened too"
+            )
         self.folder = folder
+        self.previous = previous
         self._dir = tempfile.TemporaryDirectory(prefix="alpha1-screen-", dir=scratch)
         self._db = sqlite3.connect(Path(self._dir.name) / "export.sqlite")
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute("CREATE TABLE res (patient TEXT NOT NULL, body BLOB NOT NULL)")
+        self._db.execute(
+            "CREATE TABLE res (patient TEXT NOT NULL, kind TEXT NOT NULL, rid TEXT,"
+            " gen INTEGER NOT NULL, body BLOB NOT NULL)"
+        )
         self._db.execute("CREATE TABLE shared (ref TEXT PRIMARY KEY, body BLOB NOT NULL)")
         self.filed = Filed()
 
     def file(self) -> Filed:
-        """Read every file once; rows go to disk in batches."""
-        for path in export_files(self.folder):
-            with _open(path) as lines:
-                batch: list[tuple[str, bytes]] = []
-                for line in lines:
-                    row = self._row(line)
-                    if row is not None:
-                        batch.append(row)
-                    if len(batch) >= PAGE:
-                        self._db.executemany("INSERT INTO res VALUES (?, ?)", batch)
-                        batch.clear()
-                self._db.executemany("INSERT INTO res VALUES (?, ?)", batch)
+        """Read every file once (the previous export's first); rows go to disk in batches."""
+        sources = [self.folder] if self.previous is None else [self.previous, self.folder]
+        for gen, folder in enumerate(sources):
+            for path in export_files(folder):
+                self._file_lines(path, gen)
+        if self.previous is not None:
+            self._merge()
         self._db.execute("CREATE INDEX res_patient ON res (patient)")
         self._db.commit()
         self.filed.patients = self._db.execute(
             "SELECT COUNT(DISTINCT patient) FROM res"
         ).fetchone()[0]
         return self.filed
+
+    def _file_lines(self, path: Path, gen: int) -> None:
+        with _open(path) as lines:
+            batch: list[tuple[str, str, str | None, int, bytes]] = []
+            for line in lines:
+                row = self._row(line, gen)
+                if row is not None:
+                    batch.append(row)
+                if len(batch) >= PAGE:
+                    self._db.executemany("INSERT INTO res VALUES (?, ?, ?, ?, ?)", batch)
+                    batch.clear()
+            self._db.executemany("INSERT INTO res VALUES (?, ?, ?, ?, ?)", batch)
+
+    def _merge(self) -> None:
+        """The changes over the previous export: later copies replace earlier ones of the
+        same ``Type/id``, and what the deleted files name is removed."""
+        db = self._db
+        db.execute("CREATE INDEX res_ref ON res (kind, rid, gen)")
+        self.filed.replaced = db.execute(
+            "DELETE FROM res WHERE gen = 0 AND rid IS NOT NULL AND EXISTS"
+            " (SELECT 1 FROM res AS later WHERE later.gen = 1"
+            " AND later.kind = res.kind AND later.rid = res.rid)"
+        ).rowcount
+        for kind, rid in self._deleted():
+            if kind in SHARED:
+                gone = db.execute("DELETE FROM shared WHERE ref = ?", (f"{kind}/{rid}",))
+            else:
+                gone = db.execute("DELETE FROM res WHERE kind = ? AND rid = ?", (kind, rid))
+            self.filed.deleted += gone.rowcount
+
+    def _deleted(self) -> Iterator[tuple[str, str]]:
+        """``(type, id)`` of each resource the changes' deleted files name: transaction
+        Bundles whose entries are ``DELETE Type/id`` (Bulk Data Access, ``deleted``)."""
+        folder = self.folder / DELETED
+        paths = export_files(folder) if folder.is_dir() else []
+        for path in paths:
+            with _open(path) as lines:
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    named = _deleted_refs(line)
+                    if named is None:
+                        self.filed.unreadable_lines += 1
+                        continue
+                    yield from named
+
+    def write(self, folder: Path) -> None:
+        """The filed export (merged, for an incremental run) as NDJSON per type, with
+        ``export.json`` from the changes' own: the next incremental run's ``previous``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        handles: dict[str, io.BufferedWriter] = {}
+        try:
+            rows = self._db.execute("SELECT kind, body FROM res")
+            shared = self._db.execute(
+                "SELECT substr(ref, 1, instr(ref, '/') - 1), body FROM shared"
+            )
+            for source in (rows, shared):
+                while page := source.fetchmany(PAGE):
+                    for kind, body in page:
+                        if kind not in handles:
+                            handles[kind] = (folder / f"{kind}.ndjson").open("wb")
+                        handles[kind].write(body + b"\n")
+        finally:
+            for handle in handles.values():
+                handle.close()
+        about = read_about(self.folder) | {"since": None, "mergedOver": True}
+        (folder / ABOUT).write_bytes(orjson.dumps(about, option=orjson.OPT_INDENT_2))
 
     def patients(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         """(patient id, its resources and the Medications they name), one patient at a
@@ -119,7 +226,7 @@ class Export:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _row(self, line: bytes) -> tuple[str, bytes] | None:
+    def _row(self, line: bytes, gen: int) -> tuple[str, str, str | None, int, bytes] | None:
         line = line.strip()
         if not line:
             return None
@@ -133,18 +240,18 @@ class Export:
             self.filed.unreadable_lines += 1
             return None
         self.filed.resources[kind] = self.filed.resources.get(kind, 0) + 1
+        rid = resource.get("id") if isinstance(resource.get("id"), str) else None
         if kind in SHARED:
-            if isinstance(resource.get("id"), str):
+            if rid is not None:
                 self._db.execute(
-                    "INSERT OR REPLACE INTO shared VALUES (?, ?)",
-                    (f"{kind}/{resource['id']}", line),
+                    "INSERT OR REPLACE INTO shared VALUES (?, ?)", (f"{kind}/{rid}", line)
                 )
             return None
         patient = patient_of(resource)
         if patient is None:
             self.filed.without_patient += 1
             return None
-        return patient, line
+        return patient, kind, rid, gen, line
 
     @staticmethod
     def _once(resources: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
@@ -219,6 +326,33 @@ def patient_of(resource: dict[str, Any]) -> str | None:
             rid = reference.removeprefix("Patient/")
             return rid or None
     return None
+
+
+def _deleted_refs(line: bytes) -> list[tuple[str, str]] | None:
+    """The ``(type, id)`` pairs a deleted-file line names; None when it is not a Bundle of
+    ``DELETE Type/id`` entries (counted as unreadable: a deletion not understood is said)."""
+    try:
+        bundle = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        return None
+    entries = bundle.get("entry")
+    if not isinstance(entries, list):
+        return None
+    found = []
+    for entry in entries:
+        request = entry.get("request") if isinstance(entry, dict) else None
+        if not isinstance(request, dict) or request.get("method") != "DELETE":
+            return None
+        url = request.get("url")
+        if not isinstance(url, str):
+            return None
+        parts = url.split("?")[0].strip("/").split("/")  # "Type/id", or a full URL to it
+        if len(parts) < 2 or not parts[-2].isalpha() or not parts[-1]:
+            return None
+        found.append((parts[-2], parts[-1]))
+    return found
 
 
 def _open(path: Path) -> io.BufferedIOBase:

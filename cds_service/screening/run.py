@@ -88,13 +88,19 @@ def screen(
     aggregate_only: bool = False,
     progress: TextIO | None = None,
     scheduler: str | None = None,
+    previous: Path | None = None,
+    merged_to: Path | None = None,
 ) -> dict[str, Any]:
-    """Screen every patient of the export; the summary (also written by the CLI)."""
+    """Screen every patient of the export; the summary (also written by the CLI). With
+    ``previous``, ``export_dir`` holds the changes since that earlier export: they are
+    filed over it, and the merged whole is written to ``merged_to`` for the next run."""
     started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     tally = Tally()
-    with Export(export_dir, scratch=out) as export:
+    with Export(export_dir, scratch=out, previous=previous) as export:
         filed = export.file()
+        if merged_to is not None:
+            export.write(merged_to)
         writers = None if aggregate_only else _Writers(out)
         try:
             for screened in _screened(export, as_of, workers, scheduler):
@@ -120,6 +126,7 @@ def screen(
         "withoutPatient": filed.without_patient,
         "exportErrors": _export_errors(export_dir),
         "notScreened": filed.conflicting,
+        **({"replaced": filed.replaced, "deleted": filed.deleted} if previous else {}),
         "seconds": round(seconds, 2),
         "patientsPerSecond": round(tally.patients / seconds, 1) if seconds else None,
     }

@@ -3,8 +3,9 @@
 ``$export`` answers 202 with ``Content-Location``; the status URL answers 202 with
 ``Retry-After`` for ``polls`` polls, then the manifest (or ``fail`` its OperationOutcome);
 ``finish=False`` never finishes; DELETE cancels (the status then 404). Files are served from
-``files`` (name -> NDJSON text); ``error_files`` likewise, listed under ``error``. What the
-client sent (paths, headers) is kept for the tests.
+``files`` (name -> NDJSON text); ``error_files`` likewise, listed under ``error``, and
+``deleted_files`` (Bundles of ``DELETE Type/id``) under ``deleted``, as a server answers an
+export with ``_since``. What the client sent (paths, headers) is kept for the tests.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from .fhir_server import free_port
 class BulkServer:
     files: dict[str, str]
     error_files: dict[str, str] = field(default_factory=dict)
+    deleted_files: dict[str, str] = field(default_factory=dict)
+    transaction_time: str = "2026-12-01T00:00:00Z"
     polls: int = 2
     finish: bool = True
     fail: bool = False
@@ -83,7 +86,7 @@ class BulkServer:
             if self.fail:
                 return _outcome("the export failed: disk full", 500)
             return jsonify(
-                transactionTime="2026-12-01T00:00:00Z",
+                transactionTime=self.transaction_time,
                 request=f"{self.base}/Patient/$export",
                 requiresAccessToken=self.requires_token,
                 output=[
@@ -94,6 +97,10 @@ class BulkServer:
                     {"type": "OperationOutcome", "url": f"{self.base}/files/{name}"}
                     for name in self.error_files
                 ],
+                deleted=[
+                    {"type": "Bundle", "url": f"{self.base}/files/{name}"}
+                    for name in self.deleted_files
+                ],
             )
 
         @app.get("/fhir/files/<name>")
@@ -103,7 +110,7 @@ class BulkServer:
                 and request.headers.get("Authorization") != f"Bearer {self.token}"
             ):
                 return _outcome("a token is required", 401)
-            text = self.files.get(name, self.error_files.get(name))
+            text = {**self.files, **self.error_files, **self.deleted_files}.get(name)
             if text is None:
                 return _outcome("no such file", 404)
             return Response(text, content_type="application/fhir+ndjson")
