@@ -174,6 +174,42 @@ def test_lines_that_cannot_be_filed_are_counted_not_guessed(tmp_path):
     summary = screen(export, AS_OF, tmp_path / "out")
     assert (summary["unreadableLines"], summary["withoutPatient"]) == (1, 1)
     assert summary["patients"] == 1
+    report = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert "1 lines that are not FHIR JSON" in report
+    assert "1 resources that name no patient" in report
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_error_on_one_patient_is_counted_and_the_run_goes_on(
+    tmp_path, monkeypatch, caplog, workers
+):
+    """A record that meets a bug in alpha1-cds is not screened, said in the summary, the
+    report and one log line (the error's type and where, no value of the record); every
+    other patient is screened."""
+    from cds_service.screening import worklists
+
+    real = worklists.screen_patient
+
+    def flawed(patient, resources, as_of):
+        if patient == "copd-untested":
+            raise KeyError("copd-untested 78.4 kg")  # a message that would carry record values
+        return real(patient, resources, as_of)
+
+    monkeypatch.setattr("cds_service.screening.run.screen_patient", flawed)
+    patients = fixture_patients()
+    chosen = {n: patients[n] for n in ("testing-copd-untested", "seed-000-zz-emphysema")}
+    export = write_export(tmp_path / "export", chosen)
+    summary = screen(export, AS_OF, tmp_path / "out", workers=workers)
+    assert (summary["patients"], summary["failed"]) == (1, 1)
+    assert summary["categories"]["candidate-not-on-therapy"] == 1
+    assert "copd-untested" not in (tmp_path / "out" / "testing-recommended.csv").read_text()
+    report = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert "1 patients not screened: an error in alpha1-cds" in report
+    if workers == 1:  # a worker process logs to its own stderr
+        [line] = [r for r in caplog.records if r.getMessage() == "screen-patient-failed"]
+        assert line.fields["error"] == "KeyError"
+        assert line.fields["at"].startswith("test_screen.py:")
+        assert set(line.fields) == {"error", "at"}  # not the message, which holds values
 
 
 def test_the_cli_writes_the_outputs_and_a_summary_line(tmp_path, capsys):

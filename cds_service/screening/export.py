@@ -53,6 +53,8 @@ class Filed:
     unreadable_lines: int = 0
     without_patient: int = 0
     conflicting: int = 0  # patients with two different copies of one resource: not screened
+    failed: int = 0  # patients whose screening met an error in alpha1-cds: not screened
+    export_errors: int = 0  # records the server said it could not export (its error files)
     replaced: int = 0  # previous copies a later export replaced (incremental runs)
     deleted: int = 0  # previous resources a later export's deleted files removed
 

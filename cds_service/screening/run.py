@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import sys
 import time
+import traceback
 from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -29,6 +31,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from .. import logs
 from .export import Export, Filed, one_patient
 from .worklists import CATEGORIES, Screened, screen_patient
 
@@ -38,6 +41,8 @@ BATCH = 32  # patients per task sent to a worker process, at most
 # hundreds of MB in flight where the fixtures' patients hold a few.
 BATCH_BYTES = 4 * 1024 * 1024
 WINDOW = 4  # batches in flight per worker process
+# Why a patient was not screened (counted in the summary and the report).
+CONFLICTING, FAILED = "conflicting", "failed"
 FIELDS = ("patient", "category", "summary", "facts", "latest_fact_date")
 PHI_NOTE = (
     "These worklists name patients (Patient/<id> of the source system) because clinicians act "
@@ -99,6 +104,7 @@ def screen(
     tally = Tally()
     with Export(export_dir, scratch=out, previous=previous) as export:
         filed = export.file()
+        filed.export_errors = _export_errors(export_dir)
         if merged_to is not None:
             export.write(merged_to)
         writers = None if aggregate_only else _Writers(out)
@@ -124,8 +130,9 @@ def screen(
         "copdTested": tally.copd_tested,
         "unreadableLines": filed.unreadable_lines,
         "withoutPatient": filed.without_patient,
-        "exportErrors": _export_errors(export_dir),
+        "exportErrors": filed.export_errors,
         "notScreened": filed.conflicting,
+        "failed": filed.failed,
         **({"replaced": filed.replaced, "deleted": filed.deleted} if previous else {}),
         "seconds": round(seconds, 2),
         "patientsPerSecond": round(tally.patients / seconds, 1) if seconds else None,
@@ -157,11 +164,11 @@ def _screened(
         return
     if workers <= 1:
         for patient, resources in export.patients():
-            yield screen_patient(patient, resources, as_of)
+            yield from _settled([_screen_one(patient, resources, as_of)], export)
         return
     medications = export.medications()
     with ProcessPoolExecutor(workers, initializer=_share, initargs=(medications,)) as pool:
-        flight: deque[Future[list[Screened | None]]] = deque()
+        flight: deque[Future[list[Screened | str]]] = deque()
         for batch in _batches(export.raw_patients()):
             flight.append(pool.submit(_screen_batch, batch, as_of))
             if len(flight) >= WINDOW * workers:
@@ -215,21 +222,40 @@ def _share(medications: dict[str, bytes]) -> None:
 
 def _screen_batch(
     batch: list[tuple[str, list[bytes]]], as_of: date, medications: dict[str, bytes] | None = None
-) -> list[Screened | None]:
+) -> list[Screened | str]:
     """A batch screened in a worker (``medications``: given by Dask; else the process
-    pool's shared copy)."""
-    found: list[Screened | None] = []
+    pool's shared copy); a patient not screened is the reason why (``_settled``)."""
+    found: list[Screened | str] = []
     for patient, bodies in batch:
         resources = one_patient(bodies, _MEDICATIONS if medications is None else medications)
-        found.append(None if resources is None else screen_patient(patient, resources, as_of))
+        found.append(CONFLICTING if resources is None else _screen_one(patient, resources, as_of))
     return found
 
 
-def _settled(batch: list[Screened | None], export: Export) -> Iterator[Screened]:
+def _screen_one(patient: str, resources: list[dict[str, Any]], as_of: date) -> Screened | str:
+    """One patient screened; an error in alpha1-cds on one record is counted and logged
+    (its type and where, never the record's values) and the run goes on: a population's
+    lists must not end at one patient, and that patient is said to be missing from them."""
+    try:
+        return screen_patient(patient, resources, as_of)
+    except Exception as error:
+        place = traceback.extract_tb(error.__traceback__)[-1]
+        logs.event(
+            "screen-patient-failed",
+            logging.ERROR,
+            error=type(error).__name__,
+            at=f"{Path(place.filename).name}:{place.lineno}",
+        )
+        return FAILED
+
+
+def _settled(batch: list[Screened | str], export: Export) -> Iterator[Screened]:
     for screened in batch:
-        if screened is None:  # two differing copies of one resource: not screened
+        if screened == CONFLICTING:  # two differing copies of one resource: not screened
             export.filed.conflicting += 1
-        else:
+        elif screened == FAILED:
+            export.filed.failed += 1
+        elif isinstance(screened, Screened):
             yield screened
 
 
