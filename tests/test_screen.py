@@ -13,6 +13,7 @@ import csv
 import gzip
 import io
 import json
+import re
 from collections import defaultdict
 from contextlib import redirect_stderr, redirect_stdout
 from datetime import date
@@ -229,7 +230,11 @@ def test_the_report_in_chromium(fixtures_screened):
         assert page.locator("#share").inner_text().endswith("%")
         assert page.locator("#categories tbody tr").count() == len(CATEGORIES)
         images = page.locator("img")
-        assert images.count() >= 1
+        assert images.count() == 2  # by age group, by when COPD was first recorded
+        spans = page.locator("#by-year tbody td:first-child").all_inner_texts()
+        assert spans
+        assert all(re.fullmatch(r"\d{4}-\d{4}", span) for span in spans)
+        assert page.locator("#missing").inner_text().startswith("Nothing: every line was read")
         assert images.first.evaluate("i => i.complete && i.naturalWidth > 0")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "screen-report.png"), full_page=True)

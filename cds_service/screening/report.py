@@ -2,8 +2,10 @@
 
 Counts per worklist; the share of living COPD or emphysema patients ever tested for AATD
 (a level, a genotype or a phenotype on record); the testing gap by age group and by the
-year COPD was first recorded (is testing catching up with new diagnoses?). Plots are SVG
-drawn by matplotlib (as the SMART app's), embedded, with a table of the same numbers.
+five years in which COPD was first recorded (is testing catching up with new diagnoses?).
+Both are counts of tested and never-tested patients, not shares: a share of one or two
+patients a year swings between 0 and 100 % and reads as a trend. Plots are SVG drawn by
+matplotlib (as the SMART app's), embedded, with a table of the same numbers.
 """
 
 from __future__ import annotations
@@ -21,19 +23,26 @@ if TYPE_CHECKING:
     from .run import Tally
 
 
+PERIOD = 5  # years of first COPD record per bar
+
+
 def html_report(tally: Tally, filed: Filed, as_of: date) -> str:
     share = f"{tally.copd_tested / tally.copd:.0%}" if tally.copd else "no COPD patients"
     ages = sorted(tally.by_age.items(), key=lambda kv: (kv[0] == "unknown", kv[0]))
-    years = sorted(tally.by_year.items())
+    periods = _periods(tally.by_year, as_of.year)
     plots = []
-    if ages:
-        tested = [t for _, (_, t) in ages]
-        untested = [n - t for _, (n, t) in ages]
-        svg = _bars([band for band, _ in ages], tested, untested, "Age group")
-        plots.append({"svg": svg, "alt": "COPD patients tested and untested by age group"})
-    if years:
-        svg = _share([y for y, _ in years], [t / n for _, (n, t) in years])
-        plots.append({"svg": svg, "alt": "Share tested by the year COPD was first recorded"})
+    for rows, axis, alt in (
+        (ages, "Age group", "COPD patients tested and never tested by age group"),
+        (
+            periods,
+            "COPD first recorded",
+            "COPD patients tested and never tested by when COPD was first recorded",
+        ),
+    ):
+        if rows:
+            tested = [t for _, (_, t) in rows]
+            untested = [n - t for _, (n, t) in rows]
+            plots.append({"svg": _bars([k for k, _ in rows], tested, untested, axis), "alt": alt})
     return render_page(
         "screen_report.html",
         as_of=as_of,
@@ -44,8 +53,19 @@ def html_report(tally: Tally, filed: Filed, as_of: date) -> str:
         categories=CATEGORIES,
         plots=plots,
         ages=ages,
-        years=years,
+        periods=periods,
     )
+
+
+def _periods(by_year: dict[int, list[int]], last: int) -> list[tuple[str, list[int]]]:
+    """Per-year counts summed into PERIOD-year spans ("2015-2019"; the latest ends at
+    ``last``, the report's year), oldest first."""
+    spans: dict[int, list[int]] = {}
+    for year, (patients, tested) in by_year.items():
+        counts = spans.setdefault(year // PERIOD * PERIOD, [0, 0])
+        counts[0] += patients
+        counts[1] += tested
+    return [(f"{start}-{min(start + PERIOD - 1, last)}", spans[start]) for start in sorted(spans)]
 
 
 def _bars(labels: list[str], tested: list[int], untested: list[int], axis: str) -> str:
@@ -58,18 +78,6 @@ def _bars(labels: list[str], tested: list[int], untested: list[int], axis: str) 
     axes.set_xlabel(axis)
     axes.set_ylabel("COPD patients")
     axes.legend(frameon=False)
-    return _svg(figure)
-
-
-def _share(years: list[int], shares: list[float]) -> str:
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6, 2.8), dpi=96, layout="constrained")
-    axes = figure.subplots()
-    axes.plot(years, [s * 100 for s in shares], marker="o", color="#08519c")
-    axes.set_ylim(0, 100)
-    axes.set_xlabel("Year COPD was first recorded")
-    axes.set_ylabel("% tested")
     return _svg(figure)
 
 
