@@ -19,45 +19,66 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from tests.support.synthea import Patient, population
+from tests.support.synthea import Patient, each_patient
 from tests.support.worklists import disagreement, members
 
 AS_OF = date(2026, 11, 21)
 OVERLAY_EVERY = 3
 
 
-def people(size: int, seed: int) -> list[Patient]:
-    return population(size, seed, AS_OF, overlay_every=OVERLAY_EVERY)
+def people(size: int, seed: int) -> Iterator[Patient]:
+    """The population one patient at a time: 1,000 records are gigabytes as dicts."""
+    return each_patient(size, seed, AS_OF, overlay_every=OVERLAY_EVERY)
 
 
-def write_export(folder: Path, patients: list[Patient]) -> dict[str, int]:
-    """NDJSON per resource type; the count of resources per type."""
+@dataclass
+class Written:
+    patients: int = 0
+    copd: int = 0
+    overlaid: int = 0
+    resources: Counter[str] = field(default_factory=Counter)
+
+
+def write_export(folder: Path, patients: Iterable[Patient]) -> Written:
+    """NDJSON per resource type, one patient at a time; what was written."""
     folder.mkdir(parents=True, exist_ok=True)
     handles: dict[str, Any] = {}
-    counts: dict[str, int] = {}
+    written = Written()
     try:
         for patient in patients:
+            written.patients += 1
+            written.copd += patient.needs_testing or patient.tested
+            written.overlaid += patient.tested
             for resource in patient.resources:
                 kind = resource["resourceType"]
                 if kind not in handles:
                     handles[kind] = (folder / f"{kind}.ndjson").open("w", encoding="utf-8")
                 handles[kind].write(json.dumps(resource) + "\n")
-                counts[kind] = counts.get(kind, 0) + 1
+                written.resources[kind] += 1
     finally:
         for handle in handles.values():
             handle.close()
-    return counts
+    return written
 
 
-def check(patients: list[Patient], screened: Path) -> list[str]:
-    """Every patient whose lists differ from what evaluate shows, with why."""
+def check(patients: Iterable[Patient], screened: Path) -> tuple[int, list[str]]:
+    """How many patients were compared, and each whose lists differ from what evaluate
+    shows, with why."""
     found = members(screened)
-    problems = (disagreement(p.resources, p.id, found, AS_OF) for p in patients)
-    return [problem for problem in problems if problem]
+    compared, problems = 0, []
+    for patient in patients:
+        compared += 1
+        problem = disagreement(patient.resources, patient.id, found, AS_OF)
+        if problem:
+            problems.append(problem)
+    return compared, problems
 
 
 def main() -> None:
@@ -69,16 +90,15 @@ def main() -> None:
     args = parser.parse_args()
     patients = people(args.size, args.seed)
     if args.check:
-        problems = check(patients, args.check)
-        print("\n".join(problems) or f"all {len(patients)} patients listed as evaluate shows")
+        compared, problems = check(patients, args.check)
+        print("\n".join(problems) or f"all {compared} patients listed as evaluate shows")
         sys.exit(1 if problems else 0)
-    counts = write_export(args.out, patients)
-    copd = [p for p in patients if p.needs_testing or p.tested]
+    written = write_export(args.out, patients)
+    types = ", ".join(f"{k} {v}" for k, v in sorted(written.resources.items()))
     print(
-        f"{len(patients)} patients, {sum(counts.values())} resources "
-        f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}); "
-        f"{len(copd)} with COPD or emphysema, {sum(p.tested for p in patients)} with AATD "
-        f"results overlaid; written to {args.out}"
+        f"{written.patients} patients, {written.resources.total()} resources ({types}); "
+        f"{written.copd} with COPD or emphysema, {written.overlaid} with AATD results "
+        f"overlaid; written to {args.out}"
     )
 
 

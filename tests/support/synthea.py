@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -275,7 +275,12 @@ def population(size: int, seed: int, as_of: date, overlay_every: int = 0) -> lis
     """The generated patients, the AATD overlays laid on the first COPD patients in turn
     (ZZ, then MZ, then MM); with ``overlay_every`` n, on every n-th COPD patient instead,
     cycling through the three. The rest are as generated."""
-    patients = []
+    return list(each_patient(size, seed, as_of, overlay_every))
+
+
+def each_patient(size: int, seed: int, as_of: date, overlay_every: int = 0) -> Iterator[Patient]:
+    """``population``, one patient at a time (a thousand generated records are gigabytes
+    as dicts)."""
     overlays = cycle(OVERLAYS) if overlay_every else iter(OVERLAYS)
     copd = 0
     for path in generate(size, seed, as_of):
@@ -287,8 +292,7 @@ def population(size: int, seed: int, as_of: date, overlay_every: int = 0) -> lis
             copd += 1
             if patient.overlay:
                 resources += OVERLAYS[patient.overlay](patient.id)
-        patients.append(patient)
-    return patients
+        yield patient
 
 
 # --- chart-opens: every patient in both modes, against a real FHIR server -----------------
