@@ -46,6 +46,7 @@ BELONGS = {
     "testing-recommended": ("testing-copd-untested", "testing-copd-tested"),
     "genotype-recommended": ("safety-copd-level-only", "testing-copd-tested"),
     "candidate-not-on-therapy": ("seed-000-zz-emphysema", "dose-check-correct"),
+    "workup-incomplete": ("workup-zz-no-spirometry", "seed-000-zz-emphysema"),
     "therapy-monitoring": ("spirometry-overdue-on-augmentation", "monitoring-zz-up-to-date"),
     "results-discordant": ("discordant-mm-low-level", "family-mm-normal"),
     "family-testing": ("family-zz-counselling-not-done", "family-zz-counselled"),

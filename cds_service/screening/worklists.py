@@ -50,6 +50,12 @@ CATEGORIES = (
         lambda result: not _on_a1pi(result),
     ),
     Category(
+        "workup-incomplete",
+        "Severe deficiency, augmentation work-up incomplete",
+        ("augmentation-workup-incomplete",),
+        lambda result: not _on_a1pi(result),
+    ),
+    Category(
         "therapy-monitoring",
         "On A1PI: monitoring overdue or dose off label",
         ("augmentation-dose-check", *MONITORING),

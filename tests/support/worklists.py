@@ -15,7 +15,7 @@ from cds_service.screening.worklists import CATEGORIES
 
 # Lists whose topic is necessary but not enough: the screen also reads whether the patient
 # is on A1PI (a candidate already treated is not "not on therapy").
-NARROWED = frozenset({"candidate-not-on-therapy", "therapy-monitoring"})
+NARROWED = frozenset({"candidate-not-on-therapy", "workup-incomplete", "therapy-monitoring"})
 
 
 def members(out: Path) -> dict[str, set[str]]:
