@@ -244,10 +244,12 @@ def _screen(args: argparse.Namespace) -> int:
         raise UsageError(f"--previous {args.previous} is not a folder of NDJSON files")
     export = args.export
     if args.fhir_server:
-        export = _bulk_export(args)
+        export = args.out / ("changes" if args.previous else "export")
     elif export is None or not export.is_dir():
         raise UsageError(f"{export} is not a folder of NDJSON files (or give --fhir-server)")
-    merged = _merged_folder(args, export)
+    merged = _merged_folder(args, export)  # checked before any request
+    if args.fhir_server:
+        _bulk_export(args, export)
     try:
         summary = screen(
             export,
@@ -278,23 +280,21 @@ def _merged_folder(args: argparse.Namespace, changes: Path) -> Path | None:
     return merged
 
 
-def _bulk_export(args: argparse.Namespace) -> Path:
-    """The export, downloaded by the Bulk Data client into OUT/export (OUT/changes for an
-    incremental run, whose ``_since`` defaults to the previous export's transactionTime);
-    the token from the environment only (a command-line argument would show in the
-    process list)."""
+def _bulk_export(args: argparse.Namespace, folder: Path) -> None:
+    """The export, downloaded by the Bulk Data client into ``folder`` (OUT/export, or
+    OUT/changes for an incremental run, whose ``_since`` defaults to the previous export's
+    transactionTime); the token from the environment only (a command-line argument would
+    show in the process list)."""
     from .screening.bulk import BulkClient, BulkError
 
     settings = Settings.load()
     token = os.environ.get("ALPHA1_CDS_BULK_TOKEN") or None
     since = _since(args) if args.previous else None
-    folder = args.out / ("changes" if args.previous else "export")
     try:
         client = BulkClient(args.fhir_server, settings, token=token)
-        got = client.export(folder, group=args.group, since=since)
+        client.export(folder, group=args.group, since=since)
     except BulkError as error:
         raise UsageError(f"bulk export: {error}") from None
-    return got.folder
 
 
 def _since(args: argparse.Namespace) -> str:

@@ -480,10 +480,13 @@ def test_an_incremental_bulk_run_asks_since_the_previous_export(tmp_path, capsys
         for extra in refused:
             command = ["screen", "--fhir-server", server.base, "--out", str(second), *extra]
             assert main([*command, *day]) == 2
+        over_itself = ["--previous", str(first / "export"), "--out", str(first)]
+        assert main(["screen", "--fhir-server", server.base, *over_itself, *day]) == 2
         assert len(server.seen) == asked
         errors = capsys.readouterr().err
         assert "give --previous" in errors
         assert "would be missed" in errors
+        assert "holds an input" in errors
 
         command = ["screen", "--fhir-server", server.base, "--previous", str(first / "export")]
         assert main([*command, "--out", str(second), *day]) == 0
