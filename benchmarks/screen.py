@@ -123,7 +123,7 @@ def main() -> None:
                 from distributed import LocalCluster
 
                 with LocalCluster(
-                    n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+                    n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0"
                 ) as cluster:
                     found = run(export, 1, cluster.scheduler_address)
                 found["workers_kb"] = 0  # the cluster's workers are not the screen's children

@@ -514,8 +514,10 @@ def test_a_local_dask_cluster_gives_the_same_lists(fixtures_screened, tmp_path):
     distributed = pytest.importorskip("distributed")
     _, found, _, _ = fixtures_screened
     export = write_export(tmp_path / "export", fixture_patients())
+    # dashboard_address=None means the default port 8787, taken by any other cluster on
+    # the machine; ":0" asks for a free one.
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
     ) as cluster:
         summary = screen(export, AS_OF, tmp_path / "out", scheduler=cluster.scheduler_address)
     assert members(tmp_path / "out") == found
