@@ -142,10 +142,18 @@ def _timed_calls(base: str, calls: int = 40) -> list[float]:
     return times
 
 
+# On a 2-core machine the attacker's 24 threads take CPU from the timed calls, about doubling
+# a 7 ms p50 (to 14-20 ms in CI) with nothing queued; the fault this test guards against
+# queues valid calls behind the hanging host's fetches, a second or more each. A p50 under
+# 50 ms is therefore no sign of it, whatever the idle baseline was.
+SHARED_CORES_FLOOR = 0.050
+
+
 def test_a_hanging_jku_host_does_not_slow_other_clients(tmp_path, hanging):
     """The review's attack: 24 clients send junk tokens naming one trusted issuer's
     hanging jku host, while a second issuer's valid calls are timed. Before: valid calls
-    went from 6 ms to 6 s. Now: within twice their p50."""
+    went from 6 ms to 6 s. Now: within twice their p50 (the best of three windows), or
+    under SHARED_CORES_FLOOR."""
     pinned = tmp_path / "valid-jwks.json"
     pinned.write_text(json.dumps(jwks(EC)))
     clients = [
@@ -173,9 +181,14 @@ def test_a_hanging_jku_host_does_not_slow_other_clients(tmp_path, hanging):
                 time.sleep(0.05)
             assert sent.value > 0, "the attack did not start"
             time.sleep(2.0)  # the attackers are up and sending
-            under_attack = _timed_calls(server.base)
+            # Three windows within the attack, judged by the best: on a 2-core machine the
+            # attackers' own CPU can double one window's p50 now and then (8 -> 20 ms, seen
+            # in CI); the fault this guards against (valid calls queued behind the hanging
+            # host, 6 ms -> 6 s) slows every window.
+            windows = [_timed_calls(server.base) for _ in range(3)]
         finally:
             attacker.join(timeout=60)
+        under_attack = min(windows, key=statistics.median)
         p50 = statistics.median(under_attack)
         print(
             f"valid p50 {baseline * 1000:.1f} ms -> {p50 * 1000:.1f} ms under attack; "
@@ -183,7 +196,7 @@ def test_a_hanging_jku_host_does_not_slow_other_clients(tmp_path, hanging):
             f"connections to the hanging host {hanging.connections}"
         )
         assert sent.value > 100  # the attack ran
-        assert p50 <= 2 * baseline, (baseline, p50)
+        assert p50 <= max(2 * baseline, SHARED_CORES_FLOOR), (baseline, p50)
         assert hanging.connections <= 2  # one per failure hold (30 s), not one per token
     finally:
         server.stop()
