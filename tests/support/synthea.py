@@ -44,6 +44,7 @@ from fhir_mappings import Query, terminology
 from fixtures.derive import variant
 
 from .fhir_server import SekmetServer, sekmet
+from .worklists import card_topics
 
 # The types a FHIR server holds that our searches read (Medication for references).
 STORED = frozenset(
@@ -350,9 +351,4 @@ def ehr_prefetch(server: SekmetServer, context: dict[str, Any]) -> dict[str, Any
 def topics(response: Any) -> set[str]:
     """The topics a response presents: cards and the care checklist's items."""
     body = response.json() if callable(response.json) else response.json
-    found = set()
-    for card in body["cards"]:
-        found.add(card["source"]["topic"]["code"])
-        for item in card.get("extension", {}).get("urn:alpha1-cds:checklist", []):
-            found.add(item["topic"])
-    return found
+    return card_topics(body["cards"])
